@@ -1,0 +1,1 @@
+# Components register themselves on import; list each module here.

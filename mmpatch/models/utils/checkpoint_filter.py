@@ -1,0 +1,56 @@
+"""Adapt a checkpoint to a backbone on load, timm-style, and load it strictly.
+
+Only two shape changes are adapted, both on purpose: the patch-embed kernel
+(FlexiViT resampling to the new patch size) and the position-embedding grid.
+Any other difference is an error that lists the keys: nothing is silently
+left at its random init.
+"""
+import math
+
+import torch
+from timm.layers import resample_patch_embed
+
+from ..layers.pos_embed import resample_grid_pos_embed
+
+
+class CheckpointMismatchError(RuntimeError):
+    """A checkpoint that does not fit the model it is loaded into."""
+
+
+def adapt_patch_and_pos_embed(state_dict, model, num_prefix=0, num_suffix=0,
+                              patch_key='patch_embed.proj.weight', pos_key='pos_embed'):
+    """Return a copy of ``state_dict`` with patch and position embeddings resampled to ``model``."""
+    state_dict = dict(state_dict)
+    own = model.state_dict()
+    w = state_dict.get(patch_key)
+    if w is not None and patch_key in own and w.shape[-2:] != own[patch_key].shape[-2:] \
+            and w.shape[:2] == own[patch_key].shape[:2]:
+        state_dict[patch_key] = resample_patch_embed(
+            w.float(), list(own[patch_key].shape[-2:])).to(w.dtype)
+    pos = state_dict.get(pos_key)
+    if pos is not None and pos_key in own and pos.shape != own[pos_key].shape \
+            and pos.shape[-1] == own[pos_key].shape[-1]:
+        old_n = pos.shape[1] - num_prefix - num_suffix
+        new_n = own[pos_key].shape[1] - num_prefix - num_suffix
+        old_side, new_side = math.isqrt(old_n), math.isqrt(new_n)
+        if old_side ** 2 == old_n and new_side ** 2 == new_n:
+            state_dict[pos_key] = resample_grid_pos_embed(
+                pos, (new_side, new_side), (old_side, old_side), num_prefix, num_suffix)
+    return state_dict
+
+
+def load_state_dict_strict(model, state_dict, source='checkpoint'):
+    """Load ``state_dict`` into ``model``; raise listing every missing, unexpected or misshapen key."""
+    own = model.state_dict()
+    missing = sorted(set(own) - set(state_dict))
+    unexpected = sorted(set(state_dict) - set(own))
+    misshapen = sorted(f'{k}: {tuple(state_dict[k].shape)} in {source}, {tuple(own[k].shape)} in model'
+                       for k in set(own) & set(state_dict) if state_dict[k].shape != own[k].shape)
+    if missing or unexpected or misshapen:
+        lines = [f'{source} does not fit {type(model).__name__}:']
+        for name, keys in (('missing', missing), ('unexpected', unexpected), ('shape mismatch', misshapen)):
+            if keys:
+                lines.append(f'  {name} ({len(keys)}): ' + ', '.join(keys[:20]) + (' ...' if len(keys) > 20 else ''))
+        raise CheckpointMismatchError('\n'.join(lines))
+    with torch.no_grad():
+        model.load_state_dict(state_dict, strict=True)
