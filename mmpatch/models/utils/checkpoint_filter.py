@@ -18,8 +18,13 @@ class CheckpointMismatchError(RuntimeError):
 
 
 def adapt_patch_and_pos_embed(state_dict, model, num_prefix=0, num_suffix=0,
-                              patch_key='patch_embed.proj.weight', pos_key='pos_embed'):
-    """Return a copy of ``state_dict`` with patch and position embeddings resampled to ``model``."""
+                              patch_key='patch_embed.proj.weight', pos_key='pos_embed',
+                              old_hw=None, new_hw=None):
+    """Return a copy of ``state_dict`` with patch and position embeddings resampled to ``model``.
+
+    ``old_hw`` / ``new_hw`` are the position grids of the checkpoint and the
+    model; each one left ``None`` is taken as square (timm checkpoints are).
+    """
     state_dict = dict(state_dict)
     own = model.state_dict()
     w = state_dict.get(patch_key)
@@ -30,13 +35,17 @@ def adapt_patch_and_pos_embed(state_dict, model, num_prefix=0, num_suffix=0,
     pos = state_dict.get(pos_key)
     if pos is not None and pos_key in own and pos.shape != own[pos_key].shape \
             and pos.shape[-1] == own[pos_key].shape[-1]:
-        old_n = pos.shape[1] - num_prefix - num_suffix
-        new_n = own[pos_key].shape[1] - num_prefix - num_suffix
-        old_side, new_side = math.isqrt(old_n), math.isqrt(new_n)
-        if old_side ** 2 == old_n and new_side ** 2 == new_n:
-            state_dict[pos_key] = resample_grid_pos_embed(
-                pos, (new_side, new_side), (old_side, old_side), num_prefix, num_suffix)
+        old_hw = old_hw or _square_grid(pos.shape[1] - num_prefix - num_suffix)
+        new_hw = new_hw or _square_grid(own[pos_key].shape[1] - num_prefix - num_suffix)
+        if old_hw and new_hw:
+            state_dict[pos_key] = resample_grid_pos_embed(pos, new_hw, old_hw, num_prefix, num_suffix)
     return state_dict
+
+
+def _square_grid(num_tokens):
+    """``(side, side)`` if ``num_tokens`` is a square number, else ``None``."""
+    side = math.isqrt(max(num_tokens, 0))
+    return (side, side) if side > 0 and side * side == num_tokens else None
 
 
 def load_state_dict_strict(model, state_dict, source='checkpoint'):
