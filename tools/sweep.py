@@ -1,0 +1,120 @@
+"""The decoder-dependence sweep: train + test every cell, then the table and the plot.
+
+With no arguments it runs the embedded default: a small ViT on the toy set at
+p in {8, 4, 2, 1}, linear head and UperNet, on CPU (~10 min on 2 cores).
+
+    python tools/sweep.py                                   # embedded toy default
+    python tools/sweep.py --config-dir configs/ade20k --backbones vit_b adventurer_b \
+        --patch-sizes 16 8 4 2 --heads linear upernet --gpus 8
+    python tools/sweep.py configs/toy/vit_t_p8_linear.py configs/toy/vit_t_p8_upernet.py
+    python tools/sweep.py --collect-only --work-dir work_dirs/sweep_toy
+
+Finished cells (``done.json`` in their work dir) are skipped, so a sweep that
+was stopped resumes; a half-trained cell resumes from its last checkpoint.
+"""
+import argparse
+import os
+import os.path as osp
+import sys
+import time
+
+from mmpatch.sweep.cells import make_cells, run_cell
+from mmpatch.sweep import report
+
+TOY_DEFAULT = dict(config_dir='configs/toy', backbones=['vit_t'], patch_sizes=[8, 4, 2, 1],
+                   heads=['linear', 'upernet'], work_dir='work_dirs/sweep_toy')
+
+
+def parse_args(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument('configs', nargs='*', help='explicit cell configs (instead of a grid)')
+    ap.add_argument('--config-dir', help='grid: folder of {backbone}_p{p}_{head}.py configs')
+    ap.add_argument('--backbones', nargs='+', help='grid: e.g. vit_t adventurer_s')
+    ap.add_argument('--patch-sizes', nargs='+', type=int, help='grid: e.g. 16 8 4 2 1')
+    ap.add_argument('--heads', nargs='+', help='grid: e.g. linear upernet')
+    ap.add_argument('--work-dir', help='sweep folder, one sub-folder per cell')
+    ap.add_argument('--gpus', type=int, default=1, help='GPUs per cell (>1 uses torchrun)')
+    ap.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'], default='none',
+                    help='launcher for single-process cells (e.g. slurm inside srun)')
+    ap.add_argument('--collect-only', action='store_true', help='only aggregate finished cells')
+    ap.add_argument('--no-baseline', action='store_true', help='skip the majority-class mIoU sanity line')
+    ap.add_argument('--cfg-options', nargs='+', default=[], help='passed to every train/test call')
+    return ap.parse_args(argv)
+
+
+def resolve_grid(args):
+    """Config paths and work dir from explicit configs, a grid, or the toy default."""
+    grid_given = any([args.config_dir, args.backbones, args.patch_sizes, args.heads])
+    if args.configs and grid_given:
+        sys.exit('sweep: error: give either config files or a grid (--config-dir ...), not both')
+    if args.configs:
+        return args.configs, args.work_dir or 'work_dirs/sweep'
+    g = dict(TOY_DEFAULT)
+    if grid_given:
+        missing = [k for k in ('config_dir', 'backbones', 'patch_sizes', 'heads') if not getattr(args, k)]
+        if missing:
+            sys.exit(f'sweep: error: a grid needs --{" --".join(m.replace("_", "-") for m in missing)}')
+        g.update(config_dir=args.config_dir, backbones=args.backbones, patch_sizes=args.patch_sizes,
+                 heads=args.heads, work_dir=f'work_dirs/sweep_{osp.basename(osp.normpath(args.config_dir))}')
+    configs = [osp.join(g['config_dir'], f'{b}_p{p}_{h}.py')
+               for b in g['backbones'] for p in g['patch_sizes'] for h in g['heads']]
+    return configs, args.work_dir or g['work_dir']
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    configs, work_dir = resolve_grid(args)
+    try:
+        cells = make_cells(configs, work_dir)
+    except (FileNotFoundError, ValueError) as e:
+        sys.exit(str(e))
+    os.makedirs(work_dir, exist_ok=True)
+    if not args.configs and not any([args.config_dir, args.backbones]):
+        from mmpatch.datasets.toy_scenes import ensure_toy_seg
+        ensure_toy_seg()
+
+    if not args.collect_only:
+        todo = [c for c in cells if not c.is_done()]
+        print(f'sweep: {len(cells)} cells, {len(cells) - len(todo)} already done, work dir {work_dir}')
+        t0 = time.time()
+        for i, cell in enumerate(todo, 1):
+            print(f'[{i}/{len(todo)}] {cell.name}: training + testing ...', flush=True)
+            t = time.time()
+            try:
+                run_cell(cell, gpus=args.gpus, launcher=args.launcher, cfg_options=args.cfg_options)
+            except (RuntimeError, FileNotFoundError) as e:
+                sys.exit(f'sweep: cell {cell.name} failed: {e}')
+            mIoU = report.read_test_metrics(cell.work_dir).get('mIoU')
+            eta = (time.time() - t0) / i * (len(todo) - i)
+            print(f'[{i}/{len(todo)}] {cell.name}: mIoU {mIoU:.2f} in {time.time() - t:.0f} s '
+                  f'(eta {eta:.0f} s)', flush=True)
+
+    rows = report.collect(cells, gpus=args.gpus)
+    if not rows:
+        sys.exit(f'sweep: no finished cell in {work_dir}')
+    baseline = None
+    if not args.no_baseline:
+        baseline = baseline_from(cells[0].config)
+    csv_path, md_path, png_path = (osp.join(work_dir, f'results.{ext}') for ext in ('csv', 'md', 'png'))
+    report.write_csv(rows, csv_path)
+    table = report.markdown_table(rows, baseline)
+    with open(md_path, 'w') as f:
+        f.write(table + '\n')
+    report.plot(rows, png_path)
+    print('\n' + table)
+    print(f'\nresults: {csv_path}\ntable:   {md_path}\nplot:    {png_path}')
+
+
+def baseline_from(config):
+    """Majority-class mIoU on the config's test set (an ImageNet-free sanity floor)."""
+    from mmengine.config import Config
+    from mmengine.registry import init_default_scope
+    from mmseg.registry import DATASETS
+    cfg = Config.fromfile(config)
+    init_default_scope(cfg.get('default_scope', 'mmseg'))
+    dataset = DATASETS.build(cfg.test_dataloader.dataset)
+    return report.majority_class_miou(dataset, len(dataset.metainfo['classes']))
+
+
+if __name__ == '__main__':
+    main()
