@@ -1,0 +1,235 @@
+"""Plain ViT backbone at any patch size (1..32) for mmseg and mmdet."""
+import math
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from mmengine.logging import print_log
+from mmengine.model import BaseModule
+from timm.layers import DropPath, trunc_normal_
+from torch.utils.checkpoint import checkpoint
+
+from ...registry import register_seg_det_model
+from ..layers.patch_embed import PatchEmbed
+from ..layers.pos_embed import resample_grid_pos_embed
+from ..utils.checkpoint_filter import load_state_dict_strict
+from ..utils.timm_vit_convert import read_state_dict, timm_vit_to_patch_vit
+
+ARCH_SETTINGS = {
+    'tiny': dict(embed_dims=192, num_layers=12, num_heads=3, mlp_ratio=4.),
+    'small': dict(embed_dims=384, num_layers=12, num_heads=6, mlp_ratio=4.),
+    'base': dict(embed_dims=768, num_layers=12, num_heads=12, mlp_ratio=4.),
+    'large': dict(embed_dims=1024, num_layers=24, num_heads=16, mlp_ratio=4.),
+}
+ARCH_ALIASES = {'t': 'tiny', 's': 'small', 'b': 'base', 'l': 'large'}
+MAX_POS_GRID = 64  # position tables are stored on at most 64 x 64 tokens
+LN_EPS = 1e-6  # as timm
+
+
+def parse_arch(arch):
+    """``arch`` name or dict -> dict(embed_dims, num_layers, num_heads, mlp_ratio)."""
+    if isinstance(arch, str):
+        name = ARCH_ALIASES.get(arch.lower(), arch.lower())
+        if name not in ARCH_SETTINGS:
+            raise ValueError(f'unknown arch {arch!r}; use one of {sorted(ARCH_SETTINGS)} '
+                             f'(or {sorted(ARCH_ALIASES)}) or a dict of explicit numbers')
+        return dict(ARCH_SETTINGS[name])
+    if not isinstance(arch, dict):
+        raise TypeError(f'arch must be a name or a dict, got {type(arch).__name__}')
+    required = {'embed_dims', 'num_layers', 'num_heads'}
+    allowed = required | {'mlp_ratio'}
+    if not required <= set(arch) or not set(arch) <= allowed:
+        raise ValueError(f'arch dict needs keys {sorted(required)} (optional: mlp_ratio), '
+                         f'got {sorted(arch)}')
+    arch = dict(dict(mlp_ratio=4.), **arch)
+    if arch['embed_dims'] % arch['num_heads']:
+        raise ValueError(f"embed_dims {arch['embed_dims']} is not divisible by "
+                         f"num_heads {arch['num_heads']}")
+    return arch
+
+
+def pos_grid_for(img_size, patch_size):
+    """Stored position grid: ``min(ceil(img / p), 64)`` tokens per side."""
+    hw = (img_size, img_size) if isinstance(img_size, int) else tuple(img_size)
+    if len(hw) != 2 or not all(isinstance(s, int) and s > 0 for s in hw):
+        raise ValueError(f'img_size must be a positive int or (h, w), got {img_size!r}')
+    return tuple(min(math.ceil(s / patch_size), MAX_POS_GRID) for s in hw)
+
+
+def normalize_out_indices(out_indices, num_layers):
+    """Int or sequence, negatives counted from the end -> tuple of block indices."""
+    indices = (out_indices,) if isinstance(out_indices, int) else tuple(out_indices)
+    if not indices:
+        raise ValueError('out_indices is empty; give at least one block index')
+    for i in indices:
+        if not isinstance(i, int) or not -num_layers <= i < num_layers:
+            raise ValueError(f'out_indices entry {i!r} is not a block index in '
+                             f'[-{num_layers}, {num_layers - 1}]')
+    return tuple(i % num_layers for i in indices)
+
+
+class SelfAttention(nn.Module):
+    """Multi-head self-attention: fused qkv linear and fused SDPA (no N x N matrix)."""
+
+    def __init__(self, embed_dims, num_heads):
+        super().__init__()
+        self.num_heads = num_heads
+        self.head_dims = embed_dims // num_heads
+        self.qkv = nn.Linear(embed_dims, embed_dims * 3)
+        self.proj = nn.Linear(embed_dims, embed_dims)
+
+    def forward(self, x):
+        B, N, C = x.shape
+        q, k, v = self.qkv(x).view(B, N, 3, self.num_heads, self.head_dims) \
+            .permute(2, 0, 3, 1, 4).unbind(0)  # each (B, heads, N, d)
+        x = F.scaled_dot_product_attention(q, k, v)
+        return self.proj(x.transpose(1, 2).reshape(B, N, C))
+
+
+class Mlp(nn.Module):
+    def __init__(self, embed_dims, hidden_dims):
+        super().__init__()
+        self.fc1 = nn.Linear(embed_dims, hidden_dims)
+        self.act = nn.GELU()
+        self.fc2 = nn.Linear(hidden_dims, embed_dims)
+
+    def forward(self, x):
+        return self.fc2(self.act(self.fc1(x)))
+
+
+class ViTBlock(nn.Module):
+    """Pre-norm transformer block, parameter names as timm's ``Block``."""
+
+    def __init__(self, embed_dims, num_heads, mlp_ratio=4., drop_path=0.):
+        super().__init__()
+        self.norm1 = nn.LayerNorm(embed_dims, eps=LN_EPS)
+        self.attn = SelfAttention(embed_dims, num_heads)
+        self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
+        self.norm2 = nn.LayerNorm(embed_dims, eps=LN_EPS)
+        self.mlp = Mlp(embed_dims, int(embed_dims * mlp_ratio))
+
+    def forward(self, x):
+        x = x + self.drop_path(self.attn(self.norm1(x)))
+        return x + self.drop_path(self.mlp(self.norm2(x)))
+
+
+@register_seg_det_model
+class PatchViT(BaseModule):
+    """Plain ViT (timm parameter names) at any patch size 1..32, for dense prediction.
+
+    Inputs whose height or width the patch size ``p`` does not divide are
+    zero-padded at the bottom/right (``PatchEmbed``), so every output map is
+    ``(B, C, ceil(H / p), ceil(W / p))``.
+
+    The absolute position table is stored on ``min(ceil(img_size / p), 64)``
+    tokens per side and resampled (bicubic) at run time to the token grid of
+    the actual input, so any input size works (whole-image and slide
+    inference); nothing depending on the input size is cached.
+
+    Args:
+        arch: 'tiny' | 'small' | 'base' | 'large' (or 't' | 's' | 'b' | 'l'), or
+            a dict with embed_dims, num_layers, num_heads and optional mlp_ratio.
+        patch_size: patch side p, an integer in 1..32.
+        img_size: training crop, int or (h, w); sets the stored position grid.
+        in_channels: image channels.
+        out_indices: block(s) whose output is returned (negative: from the end).
+        with_cls_token: prepend a class token (dropped from the outputs); its
+            position slot comes first in ``pos_embed`` as in timm.
+        final_norm: apply the final LayerNorm to the last block's output.
+        drop_path_rate: stochastic depth, increasing linearly to this rate.
+        with_cp: activation checkpointing per block while training.
+        init_cfg: ``dict(type='Pretrained', checkpoint=PATH, prefix=None)``
+            loads timm / DeiT / mmpatch weights strictly (see ``load_pretrained``).
+    """
+
+    def __init__(self, arch='base', patch_size=16, img_size=224, in_channels=3, out_indices=-1,
+                 with_cls_token=True, final_norm=True, drop_path_rate=0., with_cp=False,
+                 init_cfg=None):
+        super().__init__(init_cfg=init_cfg)
+        settings = parse_arch(arch)
+        self.embed_dims = settings['embed_dims']
+        self.num_layers = settings['num_layers']
+        self.num_heads = settings['num_heads']
+        self.patch_embed = PatchEmbed(in_channels, self.embed_dims, patch_size)
+        self.patch_size = patch_size
+        self.pos_grid = pos_grid_for(img_size, patch_size)
+        self.out_indices = normalize_out_indices(out_indices, self.num_layers)
+        self.with_cp = with_cp
+        self.final_norm = final_norm
+        self.num_prefix_tokens = 1 if with_cls_token else 0
+
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, self.embed_dims)) if with_cls_token else None
+        num_pos = self.num_prefix_tokens + self.pos_grid[0] * self.pos_grid[1]
+        self.pos_embed = nn.Parameter(torch.zeros(1, num_pos, self.embed_dims))
+        rates = torch.linspace(0, drop_path_rate, self.num_layers).tolist()
+        self.blocks = nn.ModuleList(
+            ViTBlock(self.embed_dims, self.num_heads, settings['mlp_ratio'], rate) for rate in rates)
+        self.norm = nn.LayerNorm(self.embed_dims, eps=LN_EPS) if final_norm else None
+        self._init_random_weights()
+
+    def _init_random_weights(self):
+        """timm-style random init, used when no checkpoint is loaded."""
+        trunc_normal_(self.pos_embed, std=.02)
+        if self.cls_token is not None:
+            nn.init.normal_(self.cls_token, std=1e-6)
+        for m in self.blocks.modules():
+            if isinstance(m, nn.Linear):
+                trunc_normal_(m.weight, std=.02)
+                nn.init.zeros_(m.bias)
+
+    def init_weights(self):
+        cfg = self.init_cfg
+        pretrained = [c for c in (cfg if isinstance(cfg, list) else [cfg])
+                      if isinstance(c, dict) and c.get('type') == 'Pretrained']
+        if not pretrained:
+            super().init_weights()
+            return
+        if not isinstance(cfg, dict) or set(cfg) - {'type', 'checkpoint', 'prefix'}:
+            raise ValueError(f'PatchViT takes init_cfg=dict(type="Pretrained", checkpoint=PATH, '
+                             f'prefix=None) alone, got {cfg!r}')
+        self.load_pretrained(cfg['checkpoint'], cfg.get('prefix'))
+        self._is_init = True
+
+    def load_pretrained(self, path, prefix=None):
+        """Load timm / DeiT / mmpatch ViT weights from ``path``; any misfit raises listing the keys."""
+        state_dict = timm_vit_to_patch_vit(read_state_dict(path, prefix), self)
+        load_state_dict_strict(self, state_dict, source=str(path))
+        print_log(f'PatchViT: loaded {path} (prefix={prefix!r})', logger='current')
+
+    def get_layer_depth(self, param_name, prefix=''):
+        """mmpretrain's layer-wise decay rank: embeddings 0, block i -> i + 1, rest last."""
+        num_depths = self.num_layers + 2
+        if not param_name.startswith(prefix):
+            return num_depths - 1, num_depths
+        name = param_name[len(prefix):]
+        if name in ('cls_token', 'pos_embed') or name.startswith('patch_embed.'):
+            return 0, num_depths
+        if name.startswith('blocks.'):
+            return int(name.split('.')[1]) + 1, num_depths
+        return num_depths - 1, num_depths
+
+    def _embed(self, x):
+        """Image -> tokens with position embeddings (B, prefix + h*w, C), and the grid (h, w)."""
+        x, hw = self.patch_embed(x)
+        pos = resample_grid_pos_embed(self.pos_embed, hw, self.pos_grid, self.num_prefix_tokens)
+        if self.cls_token is not None:
+            x = torch.cat([self.cls_token.expand(x.shape[0], -1, -1), x], dim=1)
+        else:
+            x = x.contiguous()  # PatchEmbed's tokens are a transposed view
+        return x + pos, hw
+
+    def _to_map(self, x, hw):
+        x = x[:, self.num_prefix_tokens:]
+        return x.reshape(x.shape[0], hw[0], hw[1], -1).permute(0, 3, 1, 2).contiguous()
+
+    def forward(self, x):
+        x, hw = self._embed(x)
+        checkpointing = self.with_cp and self.training and torch.is_grad_enabled()
+        maps = {}
+        for i, block in enumerate(self.blocks):
+            x = checkpoint(block, x, use_reentrant=False) if checkpointing else block(x)
+            if i == self.num_layers - 1 and self.norm is not None:
+                x = self.norm(x)
+            if i in self.out_indices:
+                maps[i] = self._to_map(x, hw)
+        return tuple(maps[i] for i in self.out_indices)
