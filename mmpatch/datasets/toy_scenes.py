@@ -1,0 +1,476 @@
+"""Toy scenes with deliberate fine detail, for fast patch-size experiments on CPU.
+
+Two datasets, both deterministic from ``seed`` (image ``i`` of a split depends
+only on ``(seed, split, i)``, so 100 images are the first 100 of 200):
+
+``write_toy_seg(root, ...)``: ADE20K layout, for semantic segmentation::
+
+    root/images/{training,validation}/toy_00000.png        RGB
+    root/annotations/{training,validation}/toy_00000.png   uint8 labels
+    root/meta.json                                         knobs, classes, palette
+
+  Labels follow ADE20K's ``reduce_zero_label`` convention: file value 0 is
+  "unlabelled" (a little grey clutter, ignored in training and evaluation) and
+  file values 1..num_classes are the classes, which mmseg shifts to 0..K-1
+  when the dataset has ``reduce_zero_label=True`` (``ToySegDataset`` does).
+
+``write_toy_coco(root, ...)``: COCO instance segmentation::
+
+    root/{train,val}/toy_00000.png
+    root/annotations/instances_{train,val}.json   polygons, bbox, area, iscrowd=0
+    root/meta.json
+
+What the scenes hold (the point of the set: a linear head on p8 tokens cannot
+draw a 1 px line, a p1 model can):
+
+* Segmentation classes come in three roles, assigned round robin over the
+  class ids 1..K: ``region`` (large areas: a warped Voronoi partition, so
+  many-class junctions), ``stroke`` (lines and curves 1-3 px wide) and
+  ``object`` (discs, squares, triangles, diamonds of 3-8 px). Class names
+  say the role (``region_1``, ``stroke_2``, ``object_3``, ...).
+* Every class has a fixed look that does not depend on ``seed``: a base
+  colour; regions add oriented stripes (period 3-7 px, strong contrast) that
+  look like strokes at a glance, so a pixel's colour alone is ambiguous and
+  the model has to use shape and context. Per image there is colour jitter
+  and per pixel Gaussian noise.
+* COCO categories are shapes (disc, box, triangle, stick, diamond, star)
+  with a colour each, from 3 px specks and 2-3 px wide sticks up to a third
+  of the image, on a textured background that is no category; instances do
+  not overlap, and each mask is exactly the rasterised polygon
+  (``pycocotools``), so image, mask, area and bbox agree.
+
+Knobs (same names in ``tools/data/make_toy.py``):
+    img_size      int or (h, w), default 64
+    num_train     images in the training split, default 200
+    num_val       images in the validation split, default 50
+    num_classes   3..150 for seg (default 8), 1..80 for COCO (default 6)
+    detail_scale  multiplies stroke widths and small-object sizes, default 1.0
+                  (2.0 gives 2-6 px strokes: a coarser, easier set)
+    seed          default 0
+
+``fine_detail_mask(label)`` marks the pixels that belong to structures at most
+3 px thick (what a morphological opening with a 4x4 square removes).
+"""
+import json
+import os
+import os.path as osp
+import shutil
+from dataclasses import asdict, dataclass
+
+import cv2
+import numpy as np
+
+ROLES = ('region', 'stroke', 'object')
+COCO_SHAPES = ('disc', 'box', 'triangle', 'stick', 'diamond', 'star')
+SEG_SPLITS = {'train': 'training', 'val': 'validation'}
+STYLE_SEED = 20250205  # class looks are fixed across data seeds
+GENERATOR_VERSION = 1
+MAX_SEG_CLASSES = 150
+MAX_COCO_CLASSES = 80
+
+
+# ----------------------------------------------------------------------------- knobs
+@dataclass(frozen=True)
+class ToyKnobs:
+    img_size: tuple
+    num_train: int
+    num_val: int
+    num_classes: int
+    detail_scale: float
+    seed: int
+
+
+def make_knobs(kind, img_size=64, num_train=200, num_val=50, num_classes=None,
+               detail_scale=1.0, seed=0):
+    """Validated knobs for ``kind`` 'seg' or 'coco'; raises ValueError naming the bad one."""
+    if kind not in ('seg', 'coco'):
+        raise ValueError(f"toy dataset kind must be 'seg' or 'coco', got {kind!r}")
+    if num_classes is None:
+        num_classes = 8 if kind == 'seg' else 6
+    lo, hi = (3, MAX_SEG_CLASSES) if kind == 'seg' else (1, MAX_COCO_CLASSES)
+    if not lo <= int(num_classes) <= hi:
+        raise ValueError(f'num_classes for the toy {kind} set must be in {lo}..{hi} '
+                         f'(seg needs one class per role {ROLES}), got {num_classes}')
+    hw = (img_size, img_size) if np.isscalar(img_size) else tuple(img_size)
+    if len(hw) != 2 or min(hw) < 16:
+        raise ValueError(f'img_size must be an int or (h, w) with both >= 16, got {img_size}')
+    if num_train < 1 or num_val < 1:
+        raise ValueError(f'num_train and num_val must be >= 1, got {num_train} and {num_val}')
+    if not 0.25 <= detail_scale <= 8:
+        raise ValueError(f'detail_scale must be in 0.25..8, got {detail_scale}')
+    return ToyKnobs((int(hw[0]), int(hw[1])), int(num_train), int(num_val), int(num_classes),
+                    float(detail_scale), int(seed))
+
+
+# ----------------------------------------------------------------------------- classes
+def seg_class_roles(num_classes):
+    """Role of each class, in class order (file label 1 first)."""
+    return [ROLES[c % len(ROLES)] for c in range(num_classes)]
+
+
+def seg_class_names(num_classes):
+    return tuple(f'{role}_{c + 1}' for c, role in enumerate(seg_class_roles(num_classes)))
+
+
+def coco_class_names(num_classes):
+    return tuple(f'{COCO_SHAPES[c % len(COCO_SHAPES)]}_{c + 1}' for c in range(num_classes))
+
+
+def class_colours(num_classes, offset=0):
+    """Distinct RGB base colours (golden-ratio hues), fixed for a class id."""
+    colours = []
+    for c in range(num_classes):
+        rng = np.random.default_rng([STYLE_SEED, offset, c])
+        hue = int(((c * 0.618034 + 0.1 * offset) % 1.0) * 180)
+        sat, val = int(rng.uniform(120, 230)), int(rng.uniform(130, 240))
+        hsv = np.uint8([[[hue, sat, val]]])
+        colours.append([int(v) for v in cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)[0, 0]])
+    return colours
+
+
+def toy_seg_metainfo(num_classes=8):
+    """``dict(classes, palette)`` of the toy segmentation set (palette = class colours)."""
+    return dict(classes=seg_class_names(num_classes), palette=class_colours(num_classes))
+
+
+def _region_textures(num_classes):
+    """Per class: stripe angle (rad), period (px), amplitude (grey levels)."""
+    out = []
+    for c in range(num_classes):
+        rng = np.random.default_rng([STYLE_SEED, 7, c])
+        out.append((rng.uniform(0, np.pi), rng.uniform(3, 7), rng.uniform(30, 55)))
+    return out
+
+
+# ----------------------------------------------------------------------------- drawing
+def _smooth_noise(rng, hw, cells=5):
+    """Smooth random field in [-1, 1] (bicubic upsampling of a coarse grid)."""
+    grid = rng.uniform(-1, 1, size=(cells, cells)).astype(np.float32)
+    return cv2.resize(grid, (hw[1], hw[0]), interpolation=cv2.INTER_CUBIC)
+
+
+def _stripes(hw, angle, period, phase):
+    yy, xx = np.mgrid[0:hw[0], 0:hw[1]].astype(np.float32)
+    t = xx * np.cos(angle) + yy * np.sin(angle)
+    return np.sign(np.sin(2 * np.pi * t / period + phase)).astype(np.float32)
+
+
+def _warped_voronoi(rng, hw, num_cells):
+    """Label map 0..num_cells-1 of a Voronoi partition with wavy borders."""
+    h, w = hw
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    amp = 0.12 * min(h, w)
+    xx = xx + amp * _smooth_noise(rng, hw)
+    yy = yy + amp * _smooth_noise(rng, hw)
+    seeds = rng.uniform([0, 0], [h, w], size=(num_cells, 2)).astype(np.float32)
+    dist = (yy[None] - seeds[:, 0, None, None]) ** 2 + (xx[None] - seeds[:, 1, None, None]) ** 2
+    return dist.argmin(0)
+
+
+def _stroke_mask(rng, hw, width):
+    """A line, a zigzag or a curve, exactly ``width`` px thick (per segment)."""
+    h, w = hw
+    kind = rng.integers(3)
+    if kind == 0:  # straight line, long
+        pts = rng.uniform([0, 0], [w, h], size=(2, 2))
+    elif kind == 1:  # zigzag
+        pts = rng.uniform([0, 0], [w, h], size=(rng.integers(3, 5), 2))
+    else:  # quadratic Bezier curve
+        p0, p1, p2 = rng.uniform([0, 0], [w, h], size=(3, 2))
+        t = np.linspace(0, 1, 16)[:, None]
+        pts = (1 - t) ** 2 * p0 + 2 * (1 - t) * t * p1 + t ** 2 * p2
+    pts = np.round(pts).astype(np.int32)
+    mask = np.zeros(hw, np.uint8)
+    for a, b in zip(pts[:-1], pts[1:]):
+        seg = np.zeros(hw, np.uint8)
+        cv2.line(seg, tuple(int(v) for v in a), tuple(int(v) for v in b), 1, 1, cv2.LINE_8)
+        if width > 1:  # thicken across the segment's main direction
+            dx, dy = abs(int(b[0] - a[0])), abs(int(b[1] - a[1]))
+            kernel = np.ones((width, 1) if dx >= dy else (1, width), np.uint8)
+            seg = cv2.dilate(seg, kernel, anchor=(0, 0))
+        mask |= seg
+    return mask.astype(bool)
+
+
+def _small_object_mask(rng, hw, size):
+    """A disc, square, triangle or diamond of about ``size`` px, anywhere."""
+    h, w = hw
+    cy, cx = rng.integers(0, h), rng.integers(0, w)
+    r = size / 2
+    mask = np.zeros(hw, np.uint8)
+    kind = rng.integers(4)
+    if kind == 0:
+        cv2.circle(mask, (int(cx), int(cy)), max(1, int(round(r))), 1, -1)
+    elif kind == 1:
+        cv2.rectangle(mask, (int(cx - r), int(cy - r)), (int(cx - r) + size - 1, int(cy - r) + size - 1), 1, -1)
+    else:
+        n = 3 if kind == 2 else 4
+        ang = rng.uniform(0, 2 * np.pi) + 2 * np.pi * np.arange(n) / n
+        poly = np.stack([cx + r * np.cos(ang), cy + r * np.sin(ang)], 1)
+        cv2.fillPoly(mask, [np.round(poly).astype(np.int32)], 1)
+    return mask.astype(bool)
+
+
+def _scaled_count(rng, lo, hi, hw):
+    """Random count in [lo, hi) per 64x64 area."""
+    return max(1, int(round(rng.integers(lo, hi) * hw[0] * hw[1] / 4096)))
+
+
+def _render(label, colours, textures, roles, rng):
+    """RGB image of a label map: class colour, region stripes, clutter, jitter, noise."""
+    hw = label.shape
+    img = np.zeros(hw + (3,), np.float32)
+    grey = 128 + 40 * rng.standard_normal(hw).astype(np.float32)  # clutter, label 0
+    img[label == 0] = grey[label == 0, None]
+    for c in np.unique(label):
+        if c == 0:
+            continue
+        m = label == c
+        shade = np.zeros(hw, np.float32)
+        if roles[c - 1] == 'region':
+            angle, period, amp = textures[c - 1]
+            shade = amp * _stripes(hw, angle + rng.normal(0, 0.15), period, rng.uniform(0, 2 * np.pi))
+        img[m] = np.float32(colours[c - 1]) + shade[m, None]
+    img *= rng.uniform(0.85, 1.15)  # brightness
+    img += rng.normal(0, 8, size=3).astype(np.float32)  # colour cast
+    img += rng.normal(0, 7, size=img.shape).astype(np.float32)  # sensor noise
+    return np.clip(img, 0, 255).astype(np.uint8)
+
+
+def make_seg_scene(rng, img_size=(64, 64), num_classes=8, detail_scale=1.0):
+    """One scene: (RGB uint8 HxWx3, label uint8 HxW with 0 = unlabelled, 1..K classes)."""
+    hw = tuple(img_size)
+    roles = seg_class_roles(num_classes)
+    by_role = {r: [c + 1 for c, rr in enumerate(roles) if rr == r] for r in ROLES}
+
+    cells = _warped_voronoi(rng, hw, int(rng.integers(3, 7)))
+    cell_class = rng.choice(by_role['region'], size=cells.max() + 1)
+    label = cell_class[cells].astype(np.uint8)
+
+    if rng.random() < 0.5:  # a blob of unlabelled clutter (ADE20K's "other", ignored)
+        blob = np.zeros(hw, np.uint8)
+        axes = tuple(int(v) for v in rng.integers(3, 9, size=2))
+        centre = (int(rng.integers(0, hw[1])), int(rng.integers(0, hw[0])))
+        cv2.ellipse(blob, centre, axes, float(rng.uniform(0, 180)), 0, 360, 1, -1)
+        label[blob.astype(bool)] = 0
+
+    for _ in range(_scaled_count(rng, 3, 7, hw)):
+        width = max(1, int(round(rng.integers(1, 4) * detail_scale)))
+        label[_stroke_mask(rng, hw, width)] = rng.choice(by_role['stroke'])
+
+    for _ in range(_scaled_count(rng, 4, 10, hw)):
+        size = max(2, int(round(rng.integers(3, 9) * detail_scale)))
+        label[_small_object_mask(rng, hw, size)] = rng.choice(by_role['object'])
+
+    img = _render(label, class_colours(num_classes), _region_textures(num_classes), roles, rng)
+    return img, label
+
+
+def fine_detail_mask(label, max_width=3):
+    """Pixels of structures at most ``max_width`` px thick, per label value.
+
+    A pixel is fine detail when a morphological opening of its class mask with
+    a (max_width+1)^2 square removes it.
+    """
+    kernel = np.ones((max_width + 1, max_width + 1), np.uint8)
+    out = np.zeros(label.shape, bool)
+    for c in np.unique(label):
+        m = (label == c).astype(np.uint8)
+        opened = cv2.morphologyEx(m, cv2.MORPH_OPEN, kernel, borderType=cv2.BORDER_REPLICATE)
+        out |= m.astype(bool) & ~opened.astype(bool)
+    return out
+
+
+# ----------------------------------------------------------------------------- COCO scenes
+def _shape_polygon(rng, shape, size, centre):
+    """Float polygon (N, 2) as x, y of a ``shape`` about ``size`` px across."""
+    cx, cy = centre
+    r = size / 2
+    rot = rng.uniform(0, 2 * np.pi)
+    if shape == 'disc':
+        n = max(8, min(24, int(size * 2)))
+        ang = 2 * np.pi * np.arange(n) / n
+        rad = np.full(n, r)
+    elif shape in ('box', 'diamond'):
+        ang = rot + (np.pi / 4 if shape == 'box' else 0) + np.pi / 2 * np.arange(4)
+        rad = np.full(4, r * (np.sqrt(2) if shape == 'box' else 1))
+    elif shape == 'triangle':
+        ang = rot + 2 * np.pi * np.arange(3) / 3
+        rad = np.full(3, r)
+    elif shape == 'star':
+        ang = rot + np.pi * np.arange(10) / 5
+        rad = np.where(np.arange(10) % 2 == 0, r, 0.45 * r)
+    elif shape == 'stick':  # long thin bar, 2-3 px wide
+        half_w = rng.uniform(1.0, 1.5)
+        d, n = np.array([np.cos(rot), np.sin(rot)]), np.array([-np.sin(rot), np.cos(rot)])
+        c = np.array([cx, cy])
+        return np.stack([c - r * d - half_w * n, c + r * d - half_w * n,
+                         c + r * d + half_w * n, c - r * d + half_w * n])
+    else:
+        raise ValueError(f'unknown toy shape {shape!r}')
+    return np.stack([cx + rad * np.cos(ang), cy + rad * np.sin(ang)], 1)
+
+
+def _poly_to_mask(poly, hw):
+    from pycocotools import mask as mask_utils
+    rle = mask_utils.frPyObjects([poly.ravel().tolist()], hw[0], hw[1])
+    return mask_utils.decode(rle)[:, :, 0].astype(bool)
+
+
+def make_coco_scene(rng, img_size=(64, 64), num_classes=6, detail_scale=1.0, max_tries=60):
+    """One scene: (RGB uint8 image, list of (category index 0..K-1, polygon (N,2), mask))."""
+    hw = tuple(img_size)
+    h, w = hw
+    colours = class_colours(num_classes, offset=1)
+    # background: textured regions that are no category
+    cells = _warped_voronoi(rng, hw, int(rng.integers(2, 5)))
+    bg = np.zeros(hw + (3,), np.float32)
+    for k in range(cells.max() + 1):
+        base = rng.uniform(40, 215, size=3)
+        shade = rng.uniform(20, 45) * _stripes(hw, rng.uniform(0, np.pi), rng.uniform(3, 8), 0)
+        m = cells == k
+        bg[m] = base + shade[m, None]
+
+    occupied = np.zeros(hw, np.uint8)
+    instances = []
+    small = max(2.0, 3 * detail_scale), max(3.0, 8 * detail_scale)
+    for _ in range(_scaled_count(rng, 4, 9, hw)):
+        cat = int(rng.integers(num_classes))
+        shape = COCO_SHAPES[cat % len(COCO_SHAPES)]
+        for _ in range(max_tries):
+            big = rng.random() < 0.35
+            size = rng.uniform(small[1], min(h, w) / 3) if big else rng.uniform(*small)
+            if shape == 'stick':
+                size = rng.uniform(8, max(9, min(h, w) / 2))
+            centre = rng.uniform([0, 0], [w, h])
+            poly = _shape_polygon(rng, shape, size, centre)
+            poly = np.clip(poly, 0, [w, h])
+            mask = _poly_to_mask(poly, hw)
+            if mask.sum() >= 4 and not (occupied.astype(bool) & mask).any():
+                occupied |= cv2.dilate(mask.astype(np.uint8), np.ones((3, 3), np.uint8))
+                instances.append((cat, poly, mask))
+                break
+
+    img = bg
+    for cat, _, mask in instances:
+        img[mask] = np.float32(colours[cat])
+    img *= rng.uniform(0.85, 1.15)
+    img += rng.normal(0, 7, size=img.shape).astype(np.float32)
+    return np.clip(img, 0, 255).astype(np.uint8), instances
+
+
+# ----------------------------------------------------------------------------- writers
+def _rng(seed, split, index):
+    return np.random.default_rng([seed, {'train': 0, 'val': 1}[split], index])
+
+
+def _imwrite_rgb(path, img):
+    if not cv2.imwrite(path, cv2.cvtColor(img, cv2.COLOR_RGB2BGR)):
+        raise OSError(f'could not write {path}')
+
+
+def _meta(kind, knobs, classes, palette=None):
+    meta = dict(kind=f'toy_{kind}', generator_version=GENERATOR_VERSION, **asdict(knobs),
+                classes=list(classes))
+    meta['img_size'] = list(knobs.img_size)
+    if palette is not None:
+        meta['palette'] = palette
+    return meta
+
+
+def read_meta(root):
+    """``meta.json`` of a generated toy set, or None when there is none."""
+    path = osp.join(root, 'meta.json')
+    if not osp.isfile(path):
+        return None
+    with open(path) as f:
+        return json.load(f)
+
+
+def _prepare_root(root, meta, subdirs, overwrite):
+    """Create ``root``; refuse to mix with a different set unless ``overwrite``."""
+    old = read_meta(root)
+    if old is not None and old != meta:
+        if not overwrite:
+            raise FileExistsError(f'{root} holds a toy set made with other knobs '
+                                  f'(see {root}/meta.json); pass overwrite=True (--overwrite) '
+                                  'or choose another folder')
+        for d in subdirs:  # only the folders this generator writes
+            shutil.rmtree(osp.join(root, d), ignore_errors=True)
+    elif old is None and osp.isdir(root) and os.listdir(root):
+        raise FileExistsError(f'{root} is not empty and holds no toy meta.json; choose an empty folder')
+    os.makedirs(root, exist_ok=True)
+
+
+def write_toy_seg(root, overwrite=False, **knobs):
+    """Write the ADE20K-layout toy segmentation set to ``root``; returns its meta dict."""
+    k = make_knobs('seg', **knobs)
+    meta = _meta('seg', k, seg_class_names(k.num_classes), class_colours(k.num_classes))
+    _prepare_root(root, meta, ('images', 'annotations'), overwrite)
+    for split, n in (('train', k.num_train), ('val', k.num_val)):
+        img_dir = osp.join(root, 'images', SEG_SPLITS[split])
+        ann_dir = osp.join(root, 'annotations', SEG_SPLITS[split])
+        os.makedirs(img_dir, exist_ok=True)
+        os.makedirs(ann_dir, exist_ok=True)
+        for i in range(n):
+            img, label = make_seg_scene(_rng(k.seed, split, i), k.img_size, k.num_classes, k.detail_scale)
+            _imwrite_rgb(osp.join(img_dir, f'toy_{i:05d}.png'), img)
+            if not cv2.imwrite(osp.join(ann_dir, f'toy_{i:05d}.png'), label):
+                raise OSError(f'could not write {ann_dir}/toy_{i:05d}.png')
+    with open(osp.join(root, 'meta.json'), 'w') as f:
+        json.dump(meta, f, indent=1)
+    return meta
+
+
+def _coco_annotation(ann_id, image_id, cat, poly, mask):
+    from pycocotools import mask as mask_utils
+    rle = mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))
+    x, y, bw, bh = mask_utils.toBbox(rle).tolist()
+    return dict(id=ann_id, image_id=image_id, category_id=cat + 1,
+                segmentation=[[round(float(v), 2) for v in poly.ravel()]],
+                area=float(mask_utils.area(rle)), bbox=[x, y, bw, bh], iscrowd=0)
+
+
+def write_toy_coco(root, overwrite=False, **knobs):
+    """Write the COCO-format toy instance set to ``root``; returns its meta dict."""
+    k = make_knobs('coco', **knobs)
+    names = coco_class_names(k.num_classes)
+    meta = _meta('coco', k, names)
+    _prepare_root(root, meta, ('train', 'val', 'annotations'), overwrite)
+    os.makedirs(osp.join(root, 'annotations'), exist_ok=True)
+    categories = [dict(id=c + 1, name=n, supercategory='shape') for c, n in enumerate(names)]
+    for split, n in (('train', k.num_train), ('val', k.num_val)):
+        os.makedirs(osp.join(root, split), exist_ok=True)
+        images, annotations = [], []
+        for i in range(n):
+            img, instances = make_coco_scene(_rng(k.seed, split, i), k.img_size, k.num_classes,
+                                             k.detail_scale)
+            name = f'toy_{i:05d}.png'
+            _imwrite_rgb(osp.join(root, split, name), img)
+            images.append(dict(id=i + 1, file_name=name, height=k.img_size[0], width=k.img_size[1]))
+            for cat, poly, mask in instances:
+                annotations.append(_coco_annotation(len(annotations) + 1, i + 1, cat, poly, mask))
+        with open(osp.join(root, 'annotations', f'instances_{split}.json'), 'w') as f:
+            json.dump(dict(images=images, annotations=annotations, categories=categories), f)
+    with open(osp.join(root, 'meta.json'), 'w') as f:
+        json.dump(meta, f, indent=1)
+    return meta
+
+
+def _ensure(kind, writer, root, knobs):
+    k = make_knobs(kind, **knobs)
+    meta = read_meta(root)
+    if meta is not None and meta.get('generator_version') == GENERATOR_VERSION and \
+            {key: meta.get(key) for key in asdict(k)} == {**asdict(k), 'img_size': list(k.img_size)}:
+        return meta
+    return writer(root, **knobs)
+
+
+def ensure_toy_seg(root='data/toy_seg', **knobs):
+    """Generate the toy segmentation set in ``root`` unless it is already there with these knobs."""
+    return _ensure('seg', write_toy_seg, root, knobs)
+
+
+def ensure_toy_coco(root='data/toy_coco', **knobs):
+    """Generate the toy COCO set in ``root`` unless it is already there with these knobs."""
+    return _ensure('coco', write_toy_coco, root, knobs)

@@ -1,0 +1,35 @@
+"""``ToySegDataset``: the toy segmentation set of ``toy_scenes`` in mmseg.
+
+ADE20K layout and convention (``reduce_zero_label=True``: file value 0 is
+unlabelled and becomes 255, file values 1..K become classes 0..K-1), PNG
+images. ``num_classes`` must match the generator's; when ``data_root`` holds
+the generator's ``meta.json`` a mismatch is an error.
+"""
+import os.path as osp
+
+from mmseg.datasets import BaseSegDataset
+from mmseg.registry import DATASETS
+
+from .toy_scenes import read_meta, toy_seg_metainfo
+
+
+@DATASETS.register_module()
+class ToySegDataset(BaseSegDataset):
+    """Toy scenes with thin strokes and small objects; classes ``region_*``, ``stroke_*``, ``object_*``.
+
+    Args:
+        num_classes (int): foreground classes the set was generated with (default 8).
+        metainfo (dict, optional): explicit ``classes``/``palette``; by default
+            derived from ``num_classes`` like the generator does.
+    """
+
+    def __init__(self, num_classes=8, metainfo=None, img_suffix='.png', seg_map_suffix='.png',
+                 reduce_zero_label=True, data_root=None, **kwargs):
+        meta = read_meta(data_root) if data_root and osp.isdir(data_root) else None
+        if meta is not None and meta.get('num_classes') != num_classes:
+            raise ValueError(f"{data_root} was generated with num_classes={meta.get('num_classes')} "
+                             f'but the dataset config says num_classes={num_classes}: '
+                             'make them agree (dataset num_classes and the model head num_classes)')
+        super().__init__(metainfo=metainfo or toy_seg_metainfo(num_classes), img_suffix=img_suffix,
+                         seg_map_suffix=seg_map_suffix, reduce_zero_label=reduce_zero_label,
+                         data_root=data_root, **kwargs)
