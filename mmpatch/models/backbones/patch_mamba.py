@@ -1,0 +1,270 @@
+"""Adventurer (Mamba-2) backbone at any patch size (1..32) for mmseg and mmdet.
+
+Follows the official Adventurer code (github wangf3014/Patch_Scaling,
+``models_mamba.py``): patch tokens in row-major order, a class token appended
+LAST, a learned absolute position table over all tokens (class slot last), then
+blocks of
+
+    x = norm(h); [flip all tokens but the last]; x = mixer([mean(x), x])[1:]; [flip back]
+    h = h + drop_path(x);  h = h + drop_path(SwiGLU(norm_mlp(h)))
+
+and a final RMSNorm ``norm_f``. Parameter names are the official ones, so
+released checkpoints load after dropping the classifier ``head``.
+"""
+import math
+
+import torch
+import torch.nn as nn
+from mmengine.logging import print_log
+from mmengine.model import BaseModule
+from timm.layers import DropPath, lecun_normal_, trunc_normal_
+from torch.utils.checkpoint import checkpoint
+
+from ...registry import register_seg_det_model
+from ..layers.mamba2_mixer import IMPLS, Mamba2Mixer
+from ..layers.patch_embed import PatchEmbed
+from ..layers.pos_embed import resample_grid_pos_embed
+from ..layers.swiglu import SwiGLU
+from ..utils.adventurer_convert import adventurer_to_patch_mamba, read_state_dict
+from ..utils.checkpoint_filter import load_state_dict_strict
+
+ARCH_SETTINGS = {
+    'tiny': dict(embed_dims=256, num_layers=12),
+    'small': dict(embed_dims=512, num_layers=12),
+    'base': dict(embed_dims=768, num_layers=12),
+    'large': dict(embed_dims=1024, num_layers=24),
+}
+ARCH_ALIASES = {'t': 'tiny', 's': 'small', 'b': 'base', 'l': 'large'}
+# Optional arch-dict entries and their (official) defaults.
+ARCH_DEFAULTS = dict(mlp_ratio=2.5, d_state=64, expand=2, headdim=64, d_conv=4, ngroups=1,
+                     chunk_size=256)
+FLIP_SCHEDULES = ('paper', 'alternate')
+MAX_POS_GRID = 64  # position tables are stored on at most 64 x 64 tokens
+NORM_EPS = 1e-5
+
+
+def parse_arch(arch):
+    """``arch`` name or dict -> dict(embed_dims, num_layers, mlp_ratio, d_state, expand, ...)."""
+    if isinstance(arch, str):
+        name = ARCH_ALIASES.get(arch.lower(), arch.lower())
+        if name not in ARCH_SETTINGS:
+            raise ValueError(f'unknown arch {arch!r}; use one of {sorted(ARCH_SETTINGS)} '
+                             f'(or {sorted(ARCH_ALIASES)}) or a dict of explicit numbers')
+        return dict(ARCH_DEFAULTS, **ARCH_SETTINGS[name])
+    if not isinstance(arch, dict):
+        raise TypeError(f'arch must be a name or a dict, got {type(arch).__name__}')
+    required = {'embed_dims', 'num_layers'}
+    if not required <= set(arch) or not set(arch) <= required | set(ARCH_DEFAULTS):
+        raise ValueError(f'arch dict needs keys {sorted(required)} (optional: '
+                         f'{sorted(ARCH_DEFAULTS)}), got {sorted(arch)}')
+    return dict(ARCH_DEFAULTS, **arch)
+
+
+def flips_for(schedule, num_layers):
+    """Which blocks flip the token order.
+
+    'paper': the released code's ``n // 2 == 1`` (blocks 2 and 3 only), needed
+    to reproduce released checkpoints; 'alternate': every other pair of blocks
+    (``(n // 2) % 2 == 1``: 2, 3, 6, 7, ...), the paper's description.
+    """
+    if schedule == 'paper':
+        return [n // 2 == 1 for n in range(num_layers)]
+    if schedule == 'alternate':
+        return [(n // 2) % 2 == 1 for n in range(num_layers)]
+    raise ValueError(f'flip_schedule must be one of {FLIP_SCHEDULES}, got {schedule!r}')
+
+
+def pos_grid_for(img_size, patch_size):
+    """Stored position grid: ``min(ceil(img / p), 64)`` tokens per side."""
+    hw = (img_size, img_size) if isinstance(img_size, int) else tuple(img_size)
+    if len(hw) != 2 or not all(isinstance(s, int) and s > 0 for s in hw):
+        raise ValueError(f'img_size must be a positive int or (h, w), got {img_size!r}')
+    return tuple(min(math.ceil(s / patch_size), MAX_POS_GRID) for s in hw)
+
+
+def normalize_out_indices(out_indices, num_layers):
+    """Int or sequence, negatives counted from the end -> tuple of block indices."""
+    indices = (out_indices,) if isinstance(out_indices, int) else tuple(out_indices)
+    if not indices:
+        raise ValueError('out_indices is empty; give at least one block index')
+    for i in indices:
+        if not isinstance(i, int) or not -num_layers <= i < num_layers:
+            raise ValueError(f'out_indices entry {i!r} is not a block index in '
+                             f'[-{num_layers}, {num_layers - 1}]')
+    return tuple(i % num_layers for i in indices)
+
+
+def _flip_but_last(x):
+    """Reverse the token order, keeping the last (class) token in place."""
+    return torch.cat([x[:, :-1].flip(1), x[:, -1:]], dim=1)
+
+
+class AdventurerBlock(nn.Module):
+    """One Adventurer block (see the module docstring); ``flip`` is fixed per block."""
+
+    def __init__(self, embed_dims, mixer_cfg, mlp_ratio=2.5, flip=False, drop_path=0.):
+        super().__init__()
+        self.flip = flip
+        self.mixer = Mamba2Mixer(embed_dims, **mixer_cfg)
+        self.norm = nn.RMSNorm(embed_dims, eps=NORM_EPS)
+        self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
+        self.mlp = SwiGLU(embed_dims, int(embed_dims * mlp_ratio))
+        self.norm_mlp = nn.RMSNorm(embed_dims, eps=NORM_EPS)
+
+    def forward(self, h):
+        x = self.norm(h)
+        if self.flip:
+            x = _flip_but_last(x)
+        # "Heading average": the mean of all tokens (class token included) leads the sequence.
+        x = self.mixer(torch.cat([x.mean(dim=1, keepdim=True), x], dim=1))[:, 1:]
+        if self.flip:
+            x = _flip_but_last(x)
+        h = h + self.drop_path(x)
+        return h + self.drop_path(self.mlp(self.norm_mlp(h)))
+
+
+@register_seg_det_model
+class PatchMamba(BaseModule):
+    """Adventurer backbone: returns NCHW maps at stride ``patch_size``.
+
+    Args:
+        arch: 'tiny' | 'small' | 'base' | 'large' (or 't' | 's' | 'b' | 'l'), or a
+            dict with ``embed_dims`` and ``num_layers`` and optionally
+            ``mlp_ratio`` (2.5), ``d_state`` (64), ``expand`` (2), ``headdim`` (64),
+            ``d_conv`` (4), ``ngroups`` (1), ``chunk_size`` (256).
+        patch_size: 1..32.
+        img_size: training crop, int or (h, w); sets the stored position grid,
+            ``min(ceil(img_size / p), 64)`` per side, resampled (bicubic) at run
+            time to the actual token grid.
+        in_channels: image channels.
+        out_indices: block indices whose outputs are returned (negatives count
+            from the end).
+        drop_path_rate: stochastic depth; block i gets the official rate
+            ``([0] + linspace(0, rate, num_layers))[i]``.
+        with_cp: activation checkpointing per block while training.
+        final_norm: apply ``norm_f`` to the output of the last (largest) out index.
+        flip_schedule: 'paper' (released code: blocks 2 and 3 flip) or
+            'alternate' (blocks with ``(n // 2)`` odd flip).
+        mamba_impl: 'auto' | 'torch' | 'mamba_ssm' (see ``Mamba2Mixer``).
+        init_cfg: ``dict(type='Pretrained', checkpoint=PATH, prefix=None)`` loads
+            official Adventurer or mmpatch weights strictly (``load_pretrained``).
+    """
+
+    def __init__(self, arch='base', patch_size=16, img_size=224, in_channels=3, out_indices=-1,
+                 drop_path_rate=0., with_cp=False, final_norm=True, flip_schedule='paper',
+                 mamba_impl='auto', init_cfg=None):
+        super().__init__(init_cfg=init_cfg)
+        settings = parse_arch(arch)
+        if mamba_impl not in IMPLS:
+            raise ValueError(f'mamba_impl must be one of {IMPLS}, got {mamba_impl!r}')
+        self.arch_settings = settings
+        self.embed_dims = settings['embed_dims']
+        self.num_layers = settings['num_layers']
+        self.patch_embed = PatchEmbed(in_channels, self.embed_dims, patch_size)
+        self.patch_size = patch_size
+        self.pos_grid = pos_grid_for(img_size, patch_size)
+        self.out_indices = normalize_out_indices(out_indices, self.num_layers)
+        self.with_cp = with_cp
+        self.final_norm = final_norm
+        self.flip_schedule = flip_schedule
+        flips = flips_for(flip_schedule, self.num_layers)
+
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, self.embed_dims))
+        num_pos = self.pos_grid[0] * self.pos_grid[1] + 1  # grid tokens, then the class slot
+        self.pos_embed = nn.Parameter(torch.zeros(1, num_pos, self.embed_dims))
+        mixer_cfg = {k: settings[k] for k in ('d_state', 'expand', 'headdim', 'd_conv', 'ngroups',
+                                              'chunk_size')}
+        mixer_cfg['impl'] = mamba_impl
+        rates = ([0.] + torch.linspace(0, drop_path_rate, self.num_layers).tolist())[:self.num_layers]
+        self.layers = nn.ModuleList(
+            AdventurerBlock(self.embed_dims, mixer_cfg, settings['mlp_ratio'], flip, rate)
+            for flip, rate in zip(flips, rates))
+        self.norm_f = nn.RMSNorm(self.embed_dims, eps=NORM_EPS) if final_norm else None
+        self._init_random_weights()
+
+    def _init_random_weights(self):
+        """The official random init, used when no checkpoint is loaded."""
+        lecun_normal_(self.patch_embed.proj.weight)
+        nn.init.zeros_(self.patch_embed.proj.bias)
+        trunc_normal_(self.pos_embed, std=.02)
+        trunc_normal_(self.cls_token, std=.02)
+        for m in self.layers.modules():
+            if isinstance(m, nn.Linear) and m.bias is not None:
+                nn.init.zeros_(m.bias)
+            if isinstance(m, Mamba2Mixer):  # mamba_ssm's prenorm-residual rescale
+                nn.init.kaiming_uniform_(m.out_proj.weight, a=math.sqrt(5))
+                with torch.no_grad():
+                    m.out_proj.weight /= math.sqrt(self.num_layers)
+
+    def init_weights(self):
+        cfg = self.init_cfg
+        pretrained = [c for c in (cfg if isinstance(cfg, list) else [cfg])
+                      if isinstance(c, dict) and c.get('type') == 'Pretrained']
+        if not pretrained:
+            super().init_weights()
+            return
+        if not isinstance(cfg, dict) or set(cfg) - {'type', 'checkpoint', 'prefix'}:
+            raise ValueError(f'PatchMamba takes init_cfg=dict(type="Pretrained", checkpoint=PATH, '
+                             f'prefix=None) alone, got {cfg!r}')
+        self.load_pretrained(cfg['checkpoint'], cfg.get('prefix'))
+        self._is_init = True
+
+    def load_pretrained(self, path, prefix=None):
+        """Load official Adventurer / mmpatch weights from ``path``; any misfit raises listing keys."""
+        state_dict = adventurer_to_patch_mamba(read_state_dict(path, prefix), self)
+        load_state_dict_strict(self, state_dict, source=str(path))
+        print_log(f'PatchMamba: loaded {path} (prefix={prefix!r})', logger='current')
+
+    def get_layer_depth(self, param_name, prefix=''):
+        """mmpretrain's layer-wise decay rank: embeddings 0, block i -> i + 1, rest last."""
+        num_depths = self.num_layers + 2
+        if not param_name.startswith(prefix):
+            return num_depths - 1, num_depths
+        name = param_name[len(prefix):]
+        if name in ('cls_token', 'pos_embed') or name.startswith('patch_embed.'):
+            return 0, num_depths
+        if name.startswith('layers.'):
+            return int(name.split('.')[1]) + 1, num_depths
+        return num_depths - 1, num_depths
+
+    def _embed(self, x):
+        """Image -> tokens (B, h*w + 1, C) with position embeddings, class token last; and (h, w)."""
+        x, hw = self.patch_embed(x)
+        pos = resample_grid_pos_embed(self.pos_embed, hw, self.pos_grid, num_prefix=0, num_suffix=1)
+        x = torch.cat([x, self.cls_token.expand(x.shape[0], -1, -1)], dim=1)
+        return x + pos, hw
+
+    def _run_blocks(self, x, keep):
+        """Run every block; return ``{i: tokens after block i}`` for ``i`` in ``keep``, and (h, w)."""
+        x, hw = self._embed(x)
+        checkpointing = self.with_cp and self.training and torch.is_grad_enabled()
+        kept = {}
+        for i, layer in enumerate(self.layers):
+            x = checkpoint(layer, x, use_reentrant=False) if checkpointing else layer(x)
+            if i in keep:
+                kept[i] = x
+        return kept, hw
+
+    def forward_tokens(self, x):
+        """Image -> (tokens, (h, w)): the last block's output before ``norm_f``.
+
+        Tokens are (B, h*w + 1, C): the patch tokens in row-major order, then
+        the class token (the official model's input of ``norm_f``).
+        """
+        kept, hw = self._run_blocks(x, {self.num_layers - 1})
+        return kept[self.num_layers - 1], hw
+
+    def _to_map(self, tokens, hw):
+        x = tokens[:, :-1]  # drop the class token (last)
+        return x.reshape(x.shape[0], hw[0], hw[1], -1).permute(0, 3, 1, 2).contiguous()
+
+    def forward(self, x):
+        kept, hw = self._run_blocks(x, set(self.out_indices))
+        last = max(self.out_indices)
+        outs = []
+        for i in self.out_indices:
+            tokens = kept[i]
+            if i == last and self.norm_f is not None:
+                tokens = self.norm_f(tokens)
+            outs.append(self._to_map(tokens, hw))
+        return tuple(outs)
