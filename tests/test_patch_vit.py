@@ -167,6 +167,40 @@ def test_load_p16_checkpoint_into_smaller_patch(tmp_path, patch_size):
     assert model(torch.randn(1, 3, 32, 32))[0].shape == (1, 32, 32 // patch_size, 32 // patch_size)
 
 
+def test_pretrained_inside_a_parent_module_and_without_cls_or_norm(tmp_path):
+    from mmengine.model import BaseModule
+    src, path = micro_checkpoint(tmp_path)
+
+    class Parent(BaseModule):  # the mmengine init flow of a segmentor / detector
+        def __init__(self):
+            super().__init__()
+            self.backbone = PatchViT(
+                arch=MICRO, patch_size=16, img_size=32, with_cls_token=False, final_norm=False,
+                init_cfg=dict(type='Pretrained', checkpoint=path, prefix='backbone.'))
+
+    parent = Parent()
+    parent.init_weights()
+    backbone = parent.backbone
+    assert backbone.is_init and backbone.cls_token is None and backbone.norm is None
+    assert torch.equal(backbone.pos_embed, src.pos_embed[:, 1:])  # cls slot dropped
+    assert torch.equal(backbone.blocks[1].mlp.fc2.weight, src.blocks[1].mlp.fc2.weight)
+
+
+def test_converter_resamples_to_new_patch_size(tmp_path):
+    src = PatchViT(arch=MICRO, patch_size=16, img_size=64)
+    path = save(src.state_dict(), tmp_path / 'p16.pth')
+    dst = tmp_path / 'p4.pth'
+    load_tool('tools/model_converters/vit_timm_to_mmpatch.py')['main'](
+        [path, str(dst), '--patch-size', '4', '--img-size', '32'])
+    state = torch.load(dst)['state_dict']
+    assert state['patch_embed.proj.weight'].shape == (32, 3, 4, 4)
+    assert state['pos_embed'].shape == (1, 1 + 8 * 8, 32)
+    model = PatchViT(arch=MICRO, patch_size=4, img_size=32,
+                     init_cfg=dict(type='Pretrained', checkpoint=str(dst)))
+    model.init_weights()
+    assert torch.equal(model.pos_embed, state['pos_embed'])
+
+
 def test_mismatched_checkpoints_fail_listing_keys(tmp_path):
     _, wide = micro_checkpoint(tmp_path, arch=dict(MICRO, embed_dims=48))
     model = PatchViT(arch=MICRO, patch_size=16, img_size=32,
