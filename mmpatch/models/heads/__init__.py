@@ -1,1 +1,2 @@
 # Components register themselves on import; list each module here.
+from .linear_head import LinearHead  # noqa: F401

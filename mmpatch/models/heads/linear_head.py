@@ -1,0 +1,48 @@
+"""The paper's decoder-free head: a norm and one linear layer per token to the classes."""
+from mmcv.cnn import build_norm_layer
+from mmseg.models.decode_heads.decode_head import BaseDecodeHead
+from mmseg.registry import MODELS
+
+from ..layers.layer_norm_2d import LayerNorm2d  # noqa: F401  (registers 'LN2d')
+
+
+@MODELS.register_module()
+class LinearHead(BaseDecodeHead):
+    """Norm + 1x1 conv (``conv_seg``) on the stride-p backbone map; no other layer.
+
+    The logits stay at stride ``p``; mmseg's loss and predict paths resize them
+    bilinearly to the label / image size, as for every decode head. Parameters:
+    ``C * num_classes + num_classes`` (``conv_seg``) plus the norm's ``2 * C``.
+
+    Args:
+        in_channels: channels of the selected backbone map (``in_index``);
+            with ``input_transform='resize_concat'`` a list, summed.
+        channels: width seen by ``conv_seg``; there is no layer to change it,
+            so it must equal the (summed) input channels. ``None`` takes it.
+        norm_cfg: norm applied before the dropout and ``conv_seg``;
+            default ``dict(type='LN2d')``, ``None`` for none.
+        **kwargs: ``BaseDecodeHead`` arguments (num_classes, dropout_ratio,
+            in_index, loss_decode, align_corners, ...).
+    """
+
+    def __init__(self, in_channels, channels=None, norm_cfg=dict(type='LN2d'), **kwargs):
+        if kwargs.get('input_transform') == 'resize_concat':
+            width = sum(in_channels)
+        elif isinstance(in_channels, int):
+            width = in_channels
+        else:
+            raise ValueError(f'LinearHead takes one input map: in_channels must be an int '
+                             f'(or a list with input_transform="resize_concat"), '
+                             f'got {in_channels!r}')
+        if channels is not None and channels != width:
+            raise ValueError(f'LinearHead has no layer that changes the width: channels '
+                             f'({channels}) must equal the input channels ({width}); '
+                             f'leave channels=None')
+        super().__init__(in_channels, width, norm_cfg=norm_cfg, **kwargs)
+        self.norm = build_norm_layer(norm_cfg, width)[1] if norm_cfg is not None else None
+
+    def forward(self, inputs):
+        x = self._transform_inputs(inputs)
+        if self.norm is not None:
+            x = self.norm(x)
+        return self.cls_seg(x)
