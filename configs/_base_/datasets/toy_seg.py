@@ -3,20 +3,21 @@
 # No resizing anywhere: the set's 1-3 px strokes are the point, do not blur them.
 # Another folder: --cfg-options {train,val,test}_dataloader.dataset.data_root=PATH
 # (all three: a variable changed here does not reach the dicts below after loading).
+custom_imports = dict(imports=['mmpatch'], allow_failed_imports=False)  # registers ToySegDataset
 dataset_type = 'ToySegDataset'
 data_root = 'data/toy_seg'
 num_classes = 8  # = make_toy.py --num-classes; the dataset checks it against meta.json
 crop_size = (64, 64)  # = make_toy.py --img-size (a smaller crop also works)
 train_pipeline = [
     dict(type='LoadImageFromFile'),
-    dict(type='LoadAnnotations', reduce_zero_label=True),
+    dict(type='LoadAnnotations'),  # reduce_zero_label comes from the dataset
     dict(type='RandomCrop', crop_size=crop_size),
     dict(type='RandomFlip', prob=0.5),
     dict(type='PackSegInputs'),
 ]
 test_pipeline = [
     dict(type='LoadImageFromFile'),
-    dict(type='LoadAnnotations', reduce_zero_label=True),
+    dict(type='LoadAnnotations'),  # reduce_zero_label comes from the dataset
     dict(type='PackSegInputs'),
 ]
 train_dataloader = dict(
