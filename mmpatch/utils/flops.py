@@ -30,3 +30,45 @@ def count_forward_flops(model, inputs, **forward_kwargs):
     finally:
         model.train(was_training)
     return counter.get_total_flops()
+
+
+def _is_attention_op(name):
+    return 'scaled_dot_product' in name
+
+
+@torch.no_grad()
+def count_flops_by_op(model, input_shape, **forward_kwargs):
+    """Forward FLOPs of ``model`` on one input of ``input_shape``, per aten op (name -> FLOPs).
+
+    Runs on fake CPU tensors (no memory, no arithmetic: a 262k-token forward
+    costs seconds), so SDPA dispatches as on the CPU and is counted through
+    the flash-kernel formula above. Mamba-2 mixers run their PyTorch SSD path
+    with the chunk length of the mamba_ssm kernel (``chunk_size``), so the
+    count is that of the chunked algorithm the GPU runs; both are restored.
+    """
+    from torch._subclasses.fake_tensor import FakeTensorMode
+
+    from mmpatch.models.layers.mamba2_mixer import Mamba2Mixer
+    mixers = [m for m in model.modules() if isinstance(m, Mamba2Mixer)]
+    saved = [(m.impl, m.torch_chunk_size) for m in mixers]
+    was_training = model.training
+    counter = FlopCounterMode(display=False)
+    try:
+        for m in mixers:
+            m.impl, m.torch_chunk_size = 'torch', m.chunk_size
+        model.eval()
+        with FakeTensorMode(allow_non_fake_inputs=True):
+            inputs = torch.empty(*input_shape)
+            with counter:
+                model(inputs, **forward_kwargs)
+    finally:
+        model.train(was_training)
+        for m, (impl, chunk) in zip(mixers, saved):
+            m.impl, m.torch_chunk_size = impl, chunk
+    return {str(op): int(n) for op, n in counter.get_flop_counts().get('Global', {}).items()}
+
+
+def split_attention_flops(counts):
+    """``(attention FLOPs, all other FLOPs)`` of a ``count_flops_by_op`` result."""
+    attention = sum(n for op, n in counts.items() if _is_attention_op(op))
+    return attention, sum(counts.values()) - attention

@@ -18,13 +18,13 @@ import gc
 import json
 import os
 import statistics
-import time
 
 import timm
 import torch
 from timm.models.vision_transformer import VisionTransformer
 
 from mmpatch.models.backbones.patch_vit import PatchViT
+from mmpatch.utils.benchmark import Timer
 
 FULL = dict(arch=dict(embed_dims=768, num_layers=12, num_heads=12, mlp_ratio=4.), img_size=512,
             patch_sizes=(16, 8, 4, 2), batch_sizes=(16, 4, 1, 1), steps=10, warmup=3)
@@ -43,30 +43,6 @@ def build_model(impl, arch, patch_size, img_size):
                               num_heads=arch['num_heads'], mlp_ratio=arch['mlp_ratio'],
                               class_token=True, global_pool='', num_classes=0)
     return model, model.forward_features
-
-
-class Timer:
-    """Per-step wall time: CUDA events on the GPU, perf_counter on the CPU."""
-
-    def __init__(self, device):
-        self.cuda = device.type == 'cuda'
-        self.marks = []
-
-    def mark(self):
-        if self.cuda:
-            event = torch.cuda.Event(enable_timing=True)
-            event.record()
-            self.marks.append(event)
-        else:
-            self.marks.append(time.perf_counter())
-
-    def step_seconds(self):
-        """Seconds between successive (start, end) mark pairs."""
-        if self.cuda:
-            torch.cuda.synchronize()
-            pairs = zip(self.marks[::2], self.marks[1::2])
-            return [start.elapsed_time(end) / 1e3 for start, end in pairs]
-        return [end - start for start, end in zip(self.marks[::2], self.marks[1::2])]
 
 
 def measure(impl, cfg, patch_size, batch, device, dtype):

@@ -1,4 +1,5 @@
 """Plain ViT backbone at any patch size (1..32) for mmseg and mmdet."""
+import functools
 import math
 
 import torch
@@ -7,12 +8,13 @@ import torch.nn.functional as F
 from mmengine.logging import print_log
 from mmengine.model import BaseModule
 from timm.layers import DropPath, trunc_normal_
-from torch.utils.checkpoint import checkpoint
+from torch.utils import checkpoint as torch_checkpoint
 
 from ...registry import register_seg_det_model
 from ..layers.patch_embed import PatchEmbed
 from ..layers.pos_embed import resample_grid_pos_embed
 from ..utils.checkpoint_filter import load_state_dict_strict
+from ..utils.sdpa_backend import ATTN_BACKENDS, resolve_sdpa_backends, sdpa_backend_context
 from ..utils.timm_vit_convert import read_state_dict, timm_vit_to_patch_vit
 
 ARCH_SETTINGS = {
@@ -66,6 +68,35 @@ def normalize_out_indices(out_indices, num_layers):
             raise ValueError(f'out_indices entry {i!r} is not a block index in '
                              f'[-{num_layers}, {num_layers - 1}]')
     return tuple(i % num_layers for i in indices)
+
+
+# The fused attention kernels whose outputs selective checkpointing keeps (absent ones skipped).
+_ATTENTION_OPS = tuple(getattr(torch.ops.aten, name).default for name in (
+    '_scaled_dot_product_flash_attention', '_scaled_dot_product_efficient_attention',
+    '_scaled_dot_product_cudnn_attention', '_scaled_dot_product_flash_attention_for_cpu')
+    if hasattr(torch.ops.aten, name))
+
+
+def _call_block(block, x):
+    return block(x)
+
+
+@functools.lru_cache(maxsize=None)
+def compiled_block_call():
+    """``torch.compile`` of ``block(x)``, shared by all blocks (one graph serves every block of a
+    shape, since torch >= 2.5 inlines module parameters as graph inputs)."""
+    return torch.compile(_call_block)
+
+
+def _run_block(call, block, x, backends):
+    """One block under the chosen attention kernels (re-entered when a checkpoint recomputes)."""
+    with sdpa_backend_context(backends):
+        return call(block, x)
+
+
+def _save_attention_context():
+    """Selective checkpointing: keep the attention kernels' outputs, recompute the rest."""
+    return torch_checkpoint.create_selective_checkpoint_contexts(list(_ATTENTION_OPS))
 
 
 class SelfAttention(nn.Module):
@@ -138,15 +169,29 @@ class PatchViT(BaseModule):
         final_norm: apply the final LayerNorm to the last block's output.
         drop_path_rate: stochastic depth, increasing linearly to this rate.
         with_cp: activation checkpointing per block while training.
+        cp_save_attention: with ``with_cp`` (and blocks not compiled), keep each
+            attention kernel's outputs (selective checkpointing), so the backward
+            pass recomputes the norms, linears and MLP but never the attention,
+            which dominates at small patches; costs one token map per block. False
+            recomputes the whole block.
+        attn_backend: SDPA kernel: 'auto' (fastest that supports the call, see
+            ``choose_sdpa_backends``; always falls back to math), 'default'
+            (PyTorch's own choice), or strictly one of 'cudnn', 'flash',
+            'efficient', 'math' (raises where that kernel cannot run).
+        compile_blocks: ``torch.compile`` each block for training steps on CUDA
+            (fuses norms, activations, bias and residual adds); evaluation and CPU
+            inputs run eagerly. Needs Triton on the GPU machine.
         init_cfg: ``dict(type='Pretrained', checkpoint=PATH, prefix=None)``
             loads timm / DeiT / mmpatch weights strictly (see ``load_pretrained``).
     """
 
     def __init__(self, arch='base', patch_size=16, img_size=224, in_channels=3, out_indices=-1,
                  with_cls_token=True, final_norm=True, drop_path_rate=0., with_cp=False,
-                 init_cfg=None):
+                 cp_save_attention=True, attn_backend='auto', compile_blocks=False, init_cfg=None):
         super().__init__(init_cfg=init_cfg)
         settings = parse_arch(arch)
+        if attn_backend not in ATTN_BACKENDS:
+            raise ValueError(f'attn_backend must be one of {ATTN_BACKENDS}, got {attn_backend!r}')
         self.embed_dims = settings['embed_dims']
         self.num_layers = settings['num_layers']
         self.num_heads = settings['num_heads']
@@ -155,6 +200,9 @@ class PatchViT(BaseModule):
         self.pos_grid = pos_grid_for(img_size, patch_size)
         self.out_indices = normalize_out_indices(out_indices, self.num_layers)
         self.with_cp = with_cp
+        self.cp_save_attention = cp_save_attention
+        self.attn_backend = attn_backend
+        self.compile_blocks = compile_blocks
         self.final_norm = final_norm
         self.num_prefix_tokens = 1 if with_cls_token else 0
 
@@ -222,12 +270,31 @@ class PatchViT(BaseModule):
         x = x[:, self.num_prefix_tokens:]
         return x.reshape(x.shape[0], hw[0], hw[1], -1).permute(0, 3, 1, 2).contiguous()
 
+    def _block_call(self, x):
+        """``block(x)``, compiled or eager (see ``compile_blocks``)."""
+        if self.compile_blocks and self.training and x.is_cuda:
+            return compiled_block_call()
+        return _call_block
+
+    def _checkpoint_kwargs(self, call):
+        kwargs = dict(use_reentrant=False)
+        if self.cp_save_attention and call is _call_block and _ATTENTION_OPS and \
+                hasattr(torch_checkpoint, 'create_selective_checkpoint_contexts'):
+            kwargs['context_fn'] = _save_attention_context
+        return kwargs
+
     def forward(self, x):
         x, hw = self._embed(x)
+        backends = resolve_sdpa_backends(self.attn_backend, x, self.embed_dims // self.num_heads)
+        call = self._block_call(x)
         checkpointing = self.with_cp and self.training and torch.is_grad_enabled()
+        cp_kwargs = self._checkpoint_kwargs(call) if checkpointing else None
         maps = {}
         for i, block in enumerate(self.blocks):
-            x = checkpoint(block, x, use_reentrant=False) if checkpointing else block(x)
+            if checkpointing:
+                x = torch_checkpoint.checkpoint(_run_block, call, block, x, backends, **cp_kwargs)
+            else:
+                x = _run_block(call, block, x, backends)
             if i == self.num_layers - 1 and self.norm is not None:
                 x = self.norm(x)
             if i in self.out_indices:

@@ -1,0 +1,134 @@
+"""Timing helpers shared by the tools in ``tools/analysis`` (speed, memory, ceilings).
+
+Timing follows the device method: warm-up steps first (compilation, cuDNN
+plans, allocator growth), then each timed step between CUDA events, and the
+median of the timed steps. Out-of-memory is a result ('OOM'), not a crash.
+"""
+import csv
+import gc
+import statistics
+import time
+
+import torch
+import torch.nn.functional as F
+
+OOM = 'OOM'
+
+
+class Timer:
+    """Per-step wall time: CUDA events on the GPU, perf_counter on the CPU."""
+
+    def __init__(self, device):
+        self.cuda = torch.device(device).type == 'cuda'
+        self.marks = []
+
+    def mark(self):
+        if self.cuda:
+            event = torch.cuda.Event(enable_timing=True)
+            event.record()
+            self.marks.append(event)
+        else:
+            self.marks.append(time.perf_counter())
+
+    def step_seconds(self):
+        """Seconds between successive (start, end) mark pairs."""
+        if self.cuda:
+            torch.cuda.synchronize()
+            pairs = zip(self.marks[::2], self.marks[1::2])
+            return [start.elapsed_time(end) / 1e3 for start, end in pairs]
+        return [end - start for start, end in zip(self.marks[::2], self.marks[1::2])]
+
+
+def median_step_seconds(step, warmup, steps, device):
+    """Run ``step()`` ``warmup`` times untimed, then ``steps`` times timed; median seconds."""
+    if steps < 1 or warmup < 0:
+        raise ValueError(f'need steps >= 1 and warmup >= 0, got {steps}, {warmup}')
+    for _ in range(warmup):
+        step()
+    timer = Timer(device)
+    for _ in range(steps):
+        timer.mark()
+        step()
+        timer.mark()
+    return statistics.median(timer.step_seconds())
+
+
+def is_oom(err):
+    """True for the allocator's OOM and for cuBLAS / cuDNN allocation failures."""
+    if isinstance(err, torch.cuda.OutOfMemoryError):
+        return True
+    text = str(err)
+    return isinstance(err, RuntimeError) and ('out of memory' in text or 'ALLOC_FAILED' in text)
+
+
+def free_device_memory(device):
+    """Collect garbage, drop cached blocks and reset the peak counter (CUDA; call between models)."""
+    if torch.device(device).type == 'cuda':
+        gc.collect()  # frees what an OOM traceback or a cycle still holds
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats(device)
+
+
+def peak_gib(device):
+    if torch.device(device).type != 'cuda':
+        return None
+    return torch.cuda.max_memory_allocated(device) / 2 ** 30
+
+
+def matmul_tflops(device, n=8192, dtype=torch.bfloat16, warmup=3, steps=10):
+    """Measured dense matmul rate (n x n x n, random operands), TFLOP/s: the linear ceiling."""
+    a = torch.randn(n, n, device=device, dtype=dtype)
+    b = torch.randn(n, n, device=device, dtype=dtype)
+    seconds = median_step_seconds(lambda: torch.mm(a, b), warmup, steps, device)
+    return 2 * n ** 3 / seconds / 1e12
+
+
+def attention_flops(batch, heads, tokens, head_dim, backward=True):
+    """FLOPs of non-causal attention: 4 B H N^2 d forward, 2.5x that more backward."""
+    forward = 4 * batch * heads * tokens ** 2 * head_dim
+    return forward * 3.5 if backward else forward
+
+
+def sdpa_step(context, batch, heads, tokens, head_dim, device, dtype, backward=True):
+    """A closure running one SDPA call (and its backward) under ``context`` on random inputs."""
+    shape = (batch, heads, tokens, head_dim)
+    q, k, v = (torch.randn(shape, device=device, dtype=dtype, requires_grad=backward)
+               for _ in range(3))
+    grad = torch.randn(shape, device=device, dtype=dtype)
+
+    def step():
+        with context():
+            out = F.scaled_dot_product_attention(q, k, v)
+        if backward:
+            torch.autograd.grad(out, (q, k, v), grad)
+    return step
+
+
+def relative_error(out, ref):
+    """||out - ref|| / ||ref|| in float64."""
+    out, ref = out.double(), ref.double()
+    return ((out - ref).norm() / ref.norm()).item()
+
+
+def write_csv(path, rows):
+    """Rows (dicts) to CSV; columns are the union of keys in first-seen order."""
+    fields = list(dict.fromkeys(k for row in rows for k in row))
+    with open(path, 'w', newline='') as f:
+        writer = csv.DictWriter(f, fieldnames=fields)
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def markdown_table(rows, columns=None):
+    """A Markdown table of ``rows`` (dicts); floats to 3 significant digits."""
+    if not rows:
+        return '(no rows)'
+    columns = columns or list(dict.fromkeys(k for row in rows for k in row))
+
+    def cell(value):
+        if isinstance(value, float):
+            return f'{value:.3g}' if abs(value) < 1e4 else f'{value:.0f}'
+        return '' if value is None else str(value)
+    lines = ['| ' + ' | '.join(columns) + ' |', '|' + '---|' * len(columns)]
+    lines += ['| ' + ' | '.join(cell(row.get(k)) for k in columns) + ' |' for row in rows]
+    return '\n'.join(lines)

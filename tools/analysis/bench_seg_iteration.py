@@ -1,0 +1,227 @@
+"""An end-to-end mmseg training iteration against the backbone-only step, same run, same GPU.
+
+Measures, for one segmentor (default: PatchViT-B p16, compiled blocks, + LinearHead,
+150 classes, 512 x 512 crops, batch 16):
+
+- ``backbone``: the backbone alone on GPU-resident images (autocast bf16 forward,
+  backward of a scalar, fused AdamW step): the reference step;
+- ``segmentor``: ``model.train_step`` (data preprocessor, backbone, head, loss,
+  ``AmpOptimWrapper`` bf16 update, the loss read back as mmengine's runtime-info
+  hook does) on one batch kept in pinned memory: the iteration without the loader;
+- ``end_to_end``: the same with a fresh batch from the DataLoader every
+  iteration: worker processes run the ADE20K training pipeline of
+  ``configs/_base_/datasets/ade20k.py`` (JPEG/PNG decode from memory instead of
+  the disk, then RandomResize, RandomCrop, RandomFlip, PhotoMetricDistortion,
+  PackSegInputs), pinned memory, mmengine's ``pseudo_collate``;
+- ``loader``: the DataLoader alone (images/s it can deliver).
+
+Median per-iteration time (CUDA events; the loader wait falls between events)
+and the ratio of each to the backbone step. Writes ``seg_iteration.{csv,md}``.
+
+GPU machine (device kit, repo root):
+    source .device-kit/setup.sh && export PYTHONPATH=$PYTHONPATH:. && \
+        python3 tools/analysis/bench_seg_iteration.py --out $OUT
+CPU smoke test:
+    python tools/analysis/bench_seg_iteration.py --device cpu --tiny --out /tmp/seg_iter
+"""
+import argparse
+import copy
+import os
+import time
+
+import cv2
+import numpy as np
+import torch
+from mmengine.config import Config
+from mmengine.dataset import Compose, pseudo_collate
+from mmengine.optim import AmpOptimWrapper, OptimWrapper
+from mmengine.registry import init_default_scope
+from torch.utils.data import DataLoader, Dataset
+
+from mmpatch.utils.benchmark import Timer, markdown_table, median_step_seconds, write_csv
+
+DATASET_CFG = 'configs/_base_/datasets/ade20k.py'
+FILE_LOADERS = ('LoadImageFromFile', 'LoadAnnotations')
+NUM_CLASSES = 150
+FULL = dict(arch='base', patch_size=16, crop=512, batch=16, source_hw=(512, 683), num_sources=32,
+            warmup=5, steps=40)
+TINY = dict(arch=dict(embed_dims=32, num_layers=2, num_heads=2), patch_size=8, crop=64, batch=2,
+            source_hw=(64, 85), num_sources=4, warmup=1, steps=3)
+
+
+def segmentor_cfg(arch, patch_size, crop, compile_blocks):
+    """PatchViT + LinearHead in mmseg's EncoderDecoder with ADE20K's data preprocessor."""
+    embed_dims = arch['embed_dims'] if isinstance(arch, dict) else 768
+    return dict(
+        type='EncoderDecoder',
+        data_preprocessor=dict(type='SegDataPreProcessor', mean=[123.675, 116.28, 103.53],
+                               std=[58.395, 57.12, 57.375], bgr_to_rgb=True, pad_val=0,
+                               seg_pad_val=255, size=(crop, crop)),
+        backbone=dict(type='PatchViT', arch=arch, patch_size=patch_size, img_size=crop,
+                      compile_blocks=compile_blocks),
+        decode_head=dict(type='LinearHead', in_channels=embed_dims, num_classes=NUM_CLASSES,
+                         loss_decode=dict(type='CrossEntropyLoss', use_sigmoid=False,
+                                          loss_weight=1.0)),
+        train_cfg=dict(), test_cfg=dict(mode='whole'))
+
+
+def train_pipeline(crop):
+    """ADE20K's training transforms after the file loaders, for ``crop`` x ``crop`` crops."""
+    pipeline = copy.deepcopy(Config.fromfile(DATASET_CFG).train_pipeline)
+    if [t['type'] for t in pipeline[:2]] != list(FILE_LOADERS):
+        raise ValueError(f'{DATASET_CFG}: expected the pipeline to start with {FILE_LOADERS}')
+    pipeline = pipeline[2:]
+    for t in pipeline:
+        if t['type'] == 'RandomCrop':
+            t['crop_size'] = (crop, crop)
+        if t['type'] == 'RandomResize':
+            t['scale'] = (4 * crop, crop)  # ADE20K: (2048, 512)
+    return pipeline
+
+
+class InMemorySegDataset(Dataset):
+    """Random scenes kept as encoded JPEG / PNG bytes; decoded and transformed per item."""
+
+    def __init__(self, pipeline, source_hw, num_sources, length, seed=0):
+        rng = np.random.default_rng(seed)
+        h, w = source_hw
+        self.images, self.labels = [], []
+        for _ in range(num_sources):
+            # Smooth colour fields + blocky labels: JPEG sizes and class maps like real scenes.
+            small = rng.integers(0, 256, (h // 8, w // 8, 3), dtype=np.uint8)
+            img = cv2.resize(small, (w, h), interpolation=cv2.INTER_CUBIC)
+            label = cv2.resize(rng.integers(0, NUM_CLASSES + 1, (h // 32 + 1, w // 32 + 1),
+                                            dtype=np.uint8), (w, h), interpolation=cv2.INTER_NEAREST)
+            self.images.append(cv2.imencode('.jpg', img)[1].tobytes())
+            self.labels.append(cv2.imencode('.png', label)[1].tobytes())
+        self.pipeline = Compose(pipeline)
+        self.length = length
+
+    def __len__(self):
+        return self.length
+
+    def __getitem__(self, index):
+        i = index % len(self.images)
+        img = cv2.imdecode(np.frombuffer(self.images[i], np.uint8), cv2.IMREAD_COLOR)
+        label = cv2.imdecode(np.frombuffer(self.labels[i], np.uint8), cv2.IMREAD_UNCHANGED)
+        label = label.astype(np.int16) - 1  # reduce_zero_label: 0 (other) -> 255
+        label[label < 0] = 255
+        results = dict(img=img, img_shape=img.shape[:2], ori_shape=img.shape[:2],
+                       gt_seg_map=label.astype(np.uint8), seg_fields=['gt_seg_map'],
+                       reduce_zero_label=True, img_path=f'mem_{i}.jpg', seg_map_path=f'mem_{i}.png')
+        return self.pipeline(results)
+
+
+def _no_cv2_threads(_):
+    cv2.setNumThreads(0)  # as mmengine's env_cfg: one thread per worker process
+
+
+def make_loader(dataset, batch, workers, pin):
+    extra = dict(persistent_workers=True, prefetch_factor=2, worker_init_fn=_no_cv2_threads) \
+        if workers else {}
+    return DataLoader(dataset, batch_size=batch, shuffle=True, num_workers=workers,
+                      pin_memory=pin, drop_last=True, collate_fn=pseudo_collate, **extra)
+
+
+def loader_images_per_s(loader, batch, warm_batches, timed_batches):
+    it = iter(loader)
+    for _ in range(warm_batches):
+        next(it)
+    start = time.perf_counter()
+    for _ in range(timed_batches):
+        next(it)
+    return timed_batches * batch / (time.perf_counter() - start)
+
+
+def backbone_step(backbone, batch, crop, device):
+    images = torch.randn(batch, 3, crop, crop, device=device)
+    optimizer = torch.optim.AdamW(backbone.parameters(), lr=1e-4,
+                                  **(dict(fused=True) if device.type == 'cuda' else {}))
+
+    def step():
+        optimizer.zero_grad(set_to_none=True)
+        with torch.autocast(device.type, dtype=torch.bfloat16):
+            out = backbone(images)[-1]
+        out.float().mean().backward()
+        optimizer.step()
+    return step
+
+
+def segmentor_step(model, optim_wrapper, next_batch):
+    def step():
+        log_vars = model.train_step(next_batch(), optim_wrapper)
+        log_vars['loss'].item()  # mmengine's RuntimeInfoHook reads the losses every iteration
+    return step
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    parser.add_argument('--device', default='cuda')
+    parser.add_argument('--tiny', action='store_true', help='tiny model and crops (smoke test)')
+    parser.add_argument('--workers', type=int, default=None,
+                        help='DataLoader workers (default: CPU cores - 2, at most 14)')
+    parser.add_argument('--batch', type=int, default=None)
+    parser.add_argument('--no-compile', action='store_true', help='eager backbone blocks')
+    parser.add_argument('--out', default=os.environ.get('OUT') or 'work_dirs/seg_iteration')
+    return parser.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    cfg = dict(TINY if args.tiny else FULL)
+    if args.batch:
+        cfg['batch'] = args.batch
+    device = torch.device(args.device)
+    cuda = device.type == 'cuda'
+    workers = args.workers if args.workers is not None else \
+        (min(max((os.cpu_count() or 2) - 2, 1), 14) if not args.tiny else 0)
+    init_default_scope('mmseg')
+    import mmpatch.models  # noqa: F401  (registers PatchViT and LinearHead)
+    from mmseg.registry import MODELS
+    torch.manual_seed(0)
+    model = MODELS.build(segmentor_cfg(cfg['arch'], cfg['patch_size'], cfg['crop'],
+                                       compile_blocks=cuda and not args.no_compile))
+    model.init_weights()
+    model.to(device).train()
+    batch, crop = cfg['batch'], cfg['crop']
+
+    dataset = InMemorySegDataset(train_pipeline(crop), cfg['source_hw'], cfg['num_sources'],
+                                 length=10 ** 7)
+    loader = make_loader(dataset, batch, workers, pin=cuda)
+    rows = [dict(what='loader', images_per_s=loader_images_per_s(
+        loader, batch, warm_batches=max(workers, 1), timed_batches=max(2 * workers, 2)))]
+
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, **(dict(fused=True) if cuda else {}))
+    optim_wrapper = AmpOptimWrapper(optimizer=optimizer, dtype='bfloat16') if cuda else \
+        OptimWrapper(optimizer=optimizer)
+    it = iter(loader)
+    fixed = next(it)
+    steps = dict(
+        backbone=backbone_step(model.backbone, batch, crop, device),
+        segmentor=segmentor_step(model, optim_wrapper, lambda: fixed),
+        end_to_end=segmentor_step(model, optim_wrapper, lambda: next(it)))
+    for what, step in steps.items():
+        seconds = median_step_seconds(step, cfg['warmup'], cfg['steps'], device)
+        rows.append(dict(what=what, ms_per_iter=seconds * 1e3, images_per_s=batch / seconds))
+        print(rows[-1], flush=True)
+    reference = rows[1]['ms_per_iter']
+    for row in rows[1:]:
+        row['time_vs_backbone'] = row['ms_per_iter'] / reference
+    rows[0]['time_vs_backbone'] = None
+    meta = dict(device=torch.cuda.get_device_name(device) if cuda else 'cpu', batch=batch,
+                crop=crop, patch_size=cfg['patch_size'], workers=workers,
+                compile_blocks=cuda and not args.no_compile, steps=cfg['steps'])
+    for row in rows:
+        row.update(meta)
+    os.makedirs(args.out, exist_ok=True)
+    write_csv(os.path.join(args.out, 'seg_iteration.csv'), rows)
+    text = markdown_table(rows, ['what', 'ms_per_iter', 'images_per_s', 'time_vs_backbone',
+                                 'batch', 'workers', 'device'])
+    with open(os.path.join(args.out, 'seg_iteration.md'), 'w') as f:
+        f.write(text + '\n')
+    print(text)
+    return rows
+
+
+if __name__ == '__main__':
+    main()
