@@ -28,16 +28,20 @@ draw a 1 px line, a p1 model can):
   many-class junctions), ``stroke`` (lines and curves 1-3 px wide) and
   ``object`` (discs, squares, triangles, diamonds of 3-8 px). Class names
   say the role (``region_1``, ``stroke_2``, ``object_3``, ...).
-* Every class has a fixed look that does not depend on ``seed``: a base
-  colour; regions add oriented stripes (period 3-7 px, strong contrast) that
-  look like strokes at a glance, so a pixel's colour alone is ambiguous and
-  the model has to use shape and context. Per image there is colour jitter
-  and per pixel Gaussian noise.
-* COCO categories are shapes (disc, box, triangle, stick, diamond, star)
-  with a colour each, from 3 px specks and 2-3 px wide sticks up to a third
-  of the image, on a textured background that is no category; instances do
-  not overlap, and each mask is exactly the rasterised polygon
-  (``pycocotools``), so image, mask, area and bbox agree.
+* Looks (``seg_class_looks``, fixed per class id, independent of ``seed``):
+  a region is stripes of two paints at its own angle and period (3-7 px, so
+  stripes look like strokes at a glance); the region paints are shared, each
+  by two regions, so a region pixel's colour does not name its class (a
+  per-pixel colour classifier stays far from perfect) but the stripe pattern
+  does, which a model can learn. Strokes and objects have a paint each:
+  their difficulty is their size, which is what the patch size changes.
+  Per image the paints and brightness jitter; per pixel there is noise.
+* COCO categories are shapes (disc, box, triangle, stick, diamond, star);
+  two categories share each paint, so the shape names the category. Sizes
+  run from 3 px specks and 2-3 px wide sticks up to a third of the image, on
+  a striped background that is no category; instances do not overlap, and
+  each mask is exactly the rasterised polygon (``pycocotools``), so image,
+  mask, area and bbox agree.
 
 Knobs (same names in ``tools/data/make_toy.py``):
     img_size      int or (h, w), default 64
@@ -116,12 +120,12 @@ def coco_class_names(num_classes):
     return tuple(f'{COCO_SHAPES[c % len(COCO_SHAPES)]}_{c + 1}' for c in range(num_classes))
 
 
-def class_colours(num_classes, offset=0):
-    """Distinct RGB base colours (golden-ratio hues), fixed for a class id."""
+def class_colours(num_classes):
+    """Display palette (visualisation only): distinct golden-ratio hues, fixed per class id."""
     colours = []
     for c in range(num_classes):
-        rng = np.random.default_rng([STYLE_SEED, offset, c])
-        hue = int(((c * 0.618034 + 0.1 * offset) % 1.0) * 180)
+        rng = np.random.default_rng([STYLE_SEED, c])
+        hue = int(((c * 0.618034) % 1.0) * 180)
         sat, val = int(rng.uniform(120, 230)), int(rng.uniform(130, 240))
         hsv = np.uint8([[[hue, sat, val]]])
         colours.append([int(v) for v in cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)[0, 0]])
@@ -133,13 +137,42 @@ def toy_seg_metainfo(num_classes=8):
     return dict(classes=seg_class_names(num_classes), palette=class_colours(num_classes))
 
 
-def _region_textures(num_classes):
-    """Per class: stripe angle (rad), period (px), amplitude (grey levels)."""
+def paint_colours(num_paints):
+    """Paints: evenly spaced hues, alternating brightness."""
     out = []
-    for c in range(num_classes):
-        rng = np.random.default_rng([STYLE_SEED, 7, c])
-        out.append((rng.uniform(0, np.pi), rng.uniform(3, 7), rng.uniform(30, 55)))
+    for i in range(num_paints):
+        hsv = np.uint8([[[int(180 * i / num_paints), 200, 230 if i % 2 == 0 else 150]]])
+        out.append([int(v) for v in cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)[0, 0]])
     return out
+
+
+def seg_class_looks(num_classes):
+    """How each class is painted (fixed per class id, independent of the data seed).
+
+    Regions share paints: region j is stripes of paints j and j+1 of a ring of
+    max(3, #regions) paints, so every region paint belongs to two regions and a
+    region pixel's colour is ambiguous; the stripes' angle and period tell the
+    regions apart. Strokes and objects each have a paint of their own, spread
+    between the region paints on the hue circle: what makes them hard is their
+    size, not their recognition.
+
+    Returns ``(paints, looks)``: ``looks[c]`` is ``(paint_a, paint_b, angle,
+    period)`` for a region and ``(paint,)`` for a stroke or an object.
+    """
+    roles = seg_class_roles(num_classes)
+    n_ring = max(3, roles.count('region'))
+    n_paints = n_ring + num_classes - roles.count('region')
+    ring = [int(round(i * n_paints / n_ring)) for i in range(n_ring)]
+    own = iter(i for i in range(n_paints) if i not in ring)
+    looks, j = [], 0
+    for c, role in enumerate(roles):
+        if role == 'region':
+            rng = np.random.default_rng([STYLE_SEED, c])
+            looks.append((ring[j % n_ring], ring[(j + 1) % n_ring], rng.uniform(0, np.pi), rng.uniform(3, 7)))
+            j += 1
+        else:
+            looks.append((next(own),))
+    return paint_colours(n_paints), looks
 
 
 # ----------------------------------------------------------------------------- drawing
@@ -216,23 +249,27 @@ def _scaled_count(rng, lo, hi, hw):
     return max(1, int(round(rng.integers(lo, hi) * hw[0] * hw[1] / 4096)))
 
 
-def _render(label, colours, textures, roles, rng):
-    """RGB image of a label map: class colour, region stripes, clutter, jitter, noise."""
+def _render(label, num_classes, rng):
+    """RGB image of a label map: shared paints, region stripes, grey clutter, jitter, noise."""
     hw = label.shape
+    paints, looks = seg_class_looks(num_classes)
+    paints = np.float32(paints) + rng.normal(0, 10, size=(len(paints), 3)).astype(np.float32)
     img = np.zeros(hw + (3,), np.float32)
-    grey = 128 + 40 * rng.standard_normal(hw).astype(np.float32)  # clutter, label 0
-    img[label == 0] = grey[label == 0, None]
+    clutter = 128 + 40 * rng.standard_normal(hw).astype(np.float32)  # label 0
+    img[label == 0] = clutter[label == 0, None]
     for c in np.unique(label):
         if c == 0:
             continue
         m = label == c
-        shade = np.zeros(hw, np.float32)
-        if roles[c - 1] == 'region':
-            angle, period, amp = textures[c - 1]
-            shade = amp * _stripes(hw, angle + rng.normal(0, 0.15), period, rng.uniform(0, 2 * np.pi))
-        img[m] = np.float32(colours[c - 1]) + shade[m, None]
+        look = looks[c - 1]
+        if len(look) == 4:  # region: stripes of two paints
+            a, b, angle, period = look
+            on = _stripes(hw, angle + rng.normal(0, 0.1), period, rng.uniform(0, 2 * np.pi)) > 0
+            img[m & on] = paints[a]
+            img[m & ~on] = paints[b]
+        else:
+            img[m] = paints[look[0]]
     img *= rng.uniform(0.85, 1.15)  # brightness
-    img += rng.normal(0, 8, size=3).astype(np.float32)  # colour cast
     img += rng.normal(0, 7, size=img.shape).astype(np.float32)  # sensor noise
     return np.clip(img, 0, 255).astype(np.uint8)
 
@@ -262,7 +299,7 @@ def make_seg_scene(rng, img_size=(64, 64), num_classes=8, detail_scale=1.0):
         size = max(2, int(round(rng.integers(3, 9) * detail_scale)))
         label[_small_object_mask(rng, hw, size)] = rng.choice(by_role['object'])
 
-    img = _render(label, class_colours(num_classes), _region_textures(num_classes), roles, rng)
+    img = _render(label, num_classes, rng)
     return img, label
 
 
@@ -291,9 +328,12 @@ def _shape_polygon(rng, shape, size, centre):
         n = max(8, min(24, int(size * 2)))
         ang = 2 * np.pi * np.arange(n) / n
         rad = np.full(n, r)
-    elif shape in ('box', 'diamond'):
-        ang = rot + (np.pi / 4 if shape == 'box' else 0) + np.pi / 2 * np.arange(4)
-        rad = np.full(4, r * (np.sqrt(2) if shape == 'box' else 1))
+    elif shape == 'box':  # axis-aligned rectangle
+        hw_ = r * rng.uniform(0.6, 1.0, size=2)
+        return np.array([[cx - hw_[0], cy - hw_[1]], [cx + hw_[0], cy - hw_[1]],
+                         [cx + hw_[0], cy + hw_[1]], [cx - hw_[0], cy + hw_[1]]])
+    elif shape == 'diamond':  # upright rhombus, long diagonal vertical
+        return np.array([[cx, cy - r], [cx + 0.6 * r, cy], [cx, cy + r], [cx - 0.6 * r, cy]])
     elif shape == 'triangle':
         ang = rot + 2 * np.pi * np.arange(3) / 3
         rad = np.full(3, r)
@@ -321,7 +361,8 @@ def make_coco_scene(rng, img_size=(64, 64), num_classes=6, detail_scale=1.0, max
     """One scene: (RGB uint8 image, list of (category index 0..K-1, polygon (N,2), mask))."""
     hw = tuple(img_size)
     h, w = hw
-    colours = class_colours(num_classes, offset=1)
+    # categories share paints (two per paint), so the shape, not the colour, names a category
+    paints = paint_colours(max(2, (num_classes + 1) // 2))
     # background: textured regions that are no category
     cells = _warped_voronoi(rng, hw, int(rng.integers(2, 5)))
     bg = np.zeros(hw + (3,), np.float32)
@@ -339,12 +380,12 @@ def make_coco_scene(rng, img_size=(64, 64), num_classes=6, detail_scale=1.0, max
         shape = COCO_SHAPES[cat % len(COCO_SHAPES)]
         for _ in range(max_tries):
             big = rng.random() < 0.35
-            size = rng.uniform(small[1], min(h, w) / 3) if big else rng.uniform(*small)
+            size = rng.uniform(small[1], max(small[1] + 1, min(h, w) / 3)) if big else rng.uniform(*small)
             if shape == 'stick':
                 size = rng.uniform(8, max(9, min(h, w) / 2))
             centre = rng.uniform([0, 0], [w, h])
             poly = _shape_polygon(rng, shape, size, centre)
-            poly = np.clip(poly, 0, [w, h])
+            poly = np.round(np.clip(poly, 0, [w, h]), 2)  # as stored in the json
             mask = _poly_to_mask(poly, hw)
             if mask.sum() >= 4 and not (occupied.astype(bool) & mask).any():
                 occupied |= cv2.dilate(mask.astype(np.uint8), np.ones((3, 3), np.uint8))
@@ -353,7 +394,7 @@ def make_coco_scene(rng, img_size=(64, 64), num_classes=6, detail_scale=1.0, max
 
     img = bg
     for cat, _, mask in instances:
-        img[mask] = np.float32(colours[cat])
+        img[mask] = np.float32(paints[cat % len(paints)])
     img *= rng.uniform(0.85, 1.15)
     img += rng.normal(0, 7, size=img.shape).astype(np.float32)
     return np.clip(img, 0, 255).astype(np.uint8), instances
@@ -427,7 +468,7 @@ def _coco_annotation(ann_id, image_id, cat, poly, mask):
     rle = mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))
     x, y, bw, bh = mask_utils.toBbox(rle).tolist()
     return dict(id=ann_id, image_id=image_id, category_id=cat + 1,
-                segmentation=[[round(float(v), 2) for v in poly.ravel()]],
+                segmentation=[[float(v) for v in poly.ravel()]],
                 area=float(mask_utils.area(rle)), bbox=[x, y, bw, bh], iscrowd=0)
 
 

@@ -11,6 +11,7 @@ import logging
 import os
 import os.path as osp
 import sys
+import warnings
 
 from mmengine.config import Config, ConfigDict, DictAction
 from mmengine.logging import print_log
@@ -24,6 +25,11 @@ DATASET_DOCS = {
 TOY_KIND = {'mmseg': 'seg', 'mmdet': 'coco'}
 CFG_OPTIONS_HELP = ('override settings of the config, key=value pairs (xxx=yyy), merged into it; '
                     'lists as key="[a,b]" or key=a,b, nested as key="[(a,b),(c,d)]", no spaces')
+
+
+# mmengine resolves `mmseg::`/`mmdet::` config paths through pkg_resources, whose deprecation
+# warning (setuptools >= 81) would otherwise open every run and every one-line error.
+warnings.filterwarnings('ignore', message='pkg_resources is deprecated', category=UserWarning)
 
 
 class CliError(Exception):
@@ -137,8 +143,8 @@ def _dataset_paths(ds):
 
 
 def _missing_data_message(path, where, cfg, scope):
-    fix = (f"python tools/data/make_toy.py {TOY_KIND[scope]} --out {_toy_root(cfg, path)}"
-           if 'toy' in str(path).lower() else f'prepare it as in {DATASET_DOCS[scope]}')
+    fix = (f'generate it with "python tools/data/make_toy.py {TOY_KIND[scope]} --out {_toy_root(cfg, path)}"'
+           if 'toy' in str(path).lower() else f'prepare the dataset as in {DATASET_DOCS[scope]}')
     return (f'dataset path not found: {path} ({where}); {fix}, or point data_root elsewhere with '
             '--cfg-options {train,val,test}_dataloader.dataset.data_root=PATH')
 

@@ -1,0 +1,111 @@
+"""tools/train.py and tools/test.py end to end on the toy set, and their one-line errors."""
+import glob
+import json
+import os
+import os.path as osp
+import runpy
+import subprocess
+import sys
+
+import pytest
+
+from mmpatch.engine import cli
+
+REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
+SMOKE = osp.join(REPO, 'configs', 'toy', 'smoke_fcn_toy.py')
+
+
+def _tool(*args):
+    return subprocess.run([sys.executable, *args], cwd=REPO, capture_output=True, text=True, timeout=300)
+
+
+def _data_root_options(root, loaders=('train', 'val', 'test')):
+    return [f'{name}_dataloader.dataset.data_root={root}' for name in loaders]
+
+
+@pytest.fixture(scope='module')
+def trained(tmp_path_factory):
+    """Toy data from tools/data/make_toy.py, then 2 iterations of the smoke config."""
+    tmp = tmp_path_factory.mktemp('cli')
+    data = str(tmp / 'toy_seg')
+    make_toy = runpy.run_path(osp.join(REPO, 'tools', 'data', 'make_toy.py'))['main']  # in-process: fast
+    make_toy(['seg', '--out', data, '--num-train', '8', '--num-val', '2'])
+    work_dir = str(tmp / 'work')
+    run = _tool('tools/train.py', SMOKE, '--work-dir', work_dir, '--cfg-options',
+                *_data_root_options(data, ('train', 'val')), 'train_cfg.max_iters=2',
+                'train_cfg.val_interval=2', 'default_hooks.checkpoint.interval=2',
+                'default_hooks.logger.interval=1', 'train_dataloader.batch_size=2')
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    return data, work_dir
+
+
+def test_train_then_test_reports_miou(trained):
+    data, work_dir = trained
+    with open(osp.join(work_dir, 'last_checkpoint')) as f:
+        ckpt = f.read().strip()
+    assert ckpt.endswith('iter_2.pth') and osp.isfile(ckpt)
+    test_dir = osp.join(work_dir, 'test')
+    run = _tool('tools/test.py', SMOKE, ckpt, '--work-dir', test_dir, '--cfg-options',
+                *_data_root_options(data, ('test',)))
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    assert 'mIoU' in run.stdout + run.stderr
+    # the metrics file tools/sweep.py reads: <work_dir>/<stamp>/<stamp>.json
+    (metrics_file,) = glob.glob(osp.join(test_dir, '*', '*.json'))
+    with open(metrics_file) as f:
+        metrics = json.load(f)
+    assert 0 <= metrics['mIoU'] <= 100
+
+
+def test_missing_data_folder_is_one_line(tmp_path):
+    missing = str(tmp_path / 'toy_nowhere')
+    run = _tool('tools/train.py', SMOKE, '--work-dir', str(tmp_path / 'w'), '--cfg-options',
+                *_data_root_options(missing))
+    assert run.returncode == 2
+    lines = run.stderr.strip().splitlines()
+    assert len(lines) == 1 and 'Traceback' not in run.stderr, run.stderr
+    assert missing in lines[0] and 'tools/data/make_toy.py seg' in lines[0]
+
+
+def _run_cli(main, argv, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        cli.run(lambda: main(argv), 'train.py')
+    err = capsys.readouterr().err.strip().splitlines()
+    return exit_info.value.code, err
+
+
+def test_bad_inputs_exit_with_one_line(tmp_path, capsys):
+    no_scope = tmp_path / 'no_scope.py'
+    no_scope.write_text("model = dict(type='EncoderDecoder')\n")
+    code, err = _run_cli(cli.train_main, [str(no_scope)], capsys)
+    assert code == 2 and len(err) == 1 and 'sets no default_scope' in err[0]
+
+    odd_scope = tmp_path / 'odd_scope.py'
+    odd_scope.write_text("default_scope = 'mmpretrain'\n")
+    code, err = _run_cli(cli.train_main, [str(odd_scope)], capsys)
+    assert code == 2 and len(err) == 1 and "'mmpretrain' is not supported" in err[0]
+
+    code, err = _run_cli(cli.train_main, [SMOKE, '--launcher', 'srun'], capsys)
+    assert code == 2 and "invalid choice: 'srun'" in err[-1]
+
+    code, err = _run_cli(cli.test_main, [SMOKE, str(tmp_path / 'none.pth')], capsys)
+    assert code == 2 and len(err) == 1 and 'checkpoint not found' in err[0]
+
+    code, err = _run_cli(cli.train_main, [str(tmp_path / 'absent.py')], capsys)
+    assert code == 2 and len(err) == 1 and 'config file not found' in err[0]
+
+
+def test_data_check_sees_coco_paths(tmp_path):
+    """Detection configs: the annotation file and the evaluator's ann_file are checked too."""
+    from mmengine.config import Config
+    cfg = Config.fromfile(osp.join(REPO, 'configs', '_base_', 'datasets', 'toy_coco.py'))
+    root = tmp_path / 'toy_coco'
+    (root / 'train').mkdir(parents=True)
+    cfg.train_dataloader.dataset.data_root = str(root)
+    with pytest.raises(cli.CliError, match='instances_train.json .*make_toy.py coco'):
+        cli.check_data_paths(cfg, ['train_dataloader'], [], 'mmdet')
+    cfg.val_evaluator.ann_file = str(root / 'annotations' / 'instances_val.json')
+    with pytest.raises(cli.CliError, match='val_evaluator.ann_file'):
+        cli.check_data_paths(cfg, [], ['val_evaluator'], 'mmdet')
+    os.makedirs(root / 'annotations')
+    (root / 'annotations' / 'instances_train.json').write_text('{}')
+    cli.check_data_paths(cfg, ['train_dataloader'], [], 'mmdet')
