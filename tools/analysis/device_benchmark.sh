@@ -1,0 +1,30 @@
+#!/bin/bash
+# The performance benchmarks on the GPU machine, in two device calls; every file lands in $OUT.
+#   round1 (~5.5 min): matmul ceiling, SDPA kernels 1k..262k tokens, ViT-B grid p16..p2
+#                      (ours compiled / ours eager / timm / mmseg), mmseg training iteration.
+#   round2 (~4 min):   ViT-B p1 (selective checkpointing) and Adventurer-B p16..p1 (mamba_ssm),
+#                      appended to round 1's CSVs (folder ROUND1_DIR in the working tree).
+# Device call (carry .device-kit):
+#   MMPATCH_COMMIT=<sha> bash tools/analysis/device_benchmark.sh round1
+#   MMPATCH_COMMIT=<sha> bash tools/analysis/device_benchmark.sh round2 results/benchmark/<round 1>
+set -o pipefail
+source .device-kit/setup.sh || exit 1
+export PYTHONPATH=$PYTHONPATH:. PYTHONUNBUFFERED=1
+nvidia-smi --query-gpu=name,clocks.sm,clocks.max.sm,power.draw,temperature.gpu,memory.used --format=csv
+case $1 in
+  round1)
+    timeout 260 python3 tools/analysis/benchmark.py --sections ceilings sdpa models \
+      --backbones PatchViT PatchViT-eager timm mmseg --patch-sizes 16 8 4 2 --out "$OUT" \
+      2>&1 | tee "$OUT/log.txt"
+    timeout 90 python3 tools/analysis/bench_seg_iteration.py --out "$OUT" 2>&1 \
+      | tee -a "$OUT/log.txt" | grep -v -e ' - mmengine - INFO - ' -e '^decode_head\.' -e '^backbone\.'
+    ;;
+  round2)
+    [ -f "$2/models.csv" ] || { echo "round2 needs round 1's folder, got '$2'"; exit 2; }
+    cp "$2/env.json" "$2/sdpa.csv" "$2/models.csv" "$OUT/"
+    timeout 330 python3 tools/analysis/benchmark.py --sections models \
+      --backbones PatchViT PatchMamba --out "$OUT" 2>&1 | tee "$OUT/log2.txt"
+    ;;
+  *) echo "usage: $0 round1 | round2 ROUND1_DIR"; exit 2 ;;
+esac
+python3 tools/analysis/benchmark.py --sections report --out "$OUT" 2>&1 | tail -40
