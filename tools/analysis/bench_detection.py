@@ -98,7 +98,7 @@ def measure(cfg, batch, img_hw, steps, warmup, device):
     seconds = statistics.median(timer.seconds())
     peak = torch.cuda.max_memory_allocated(device) if device.type == 'cuda' else None
     params = sum(p.numel() for p in model.parameters())
-    loss = float(losses['loss'])
+    loss = losses['loss'].item()
     if not math.isfinite(loss):
         raise FloatingPointError(f'non-finite training loss {loss}')
     return seconds, peak, params, loss

@@ -28,4 +28,10 @@ model = dict(
         out_strides=(4, 8, 16, 32, 64),  # = rpn_head.anchor_generator.strides
         # 2x max pools where the stride grows (ViTDet); learned 2x2 convs would add
         # 2.4M params (ViT-B) per step, 35M at p2, and make the neck grow as p shrinks.
-        downsample='pool'))
+        downsample='pool'),
+    # bf16 autocast: mmcv's NMS and RoIAlign have no bfloat16 kernels, and bf16 box
+    # coordinates are coarse (8 px steps above 1024): proposals and RoI pooling in float32.
+    rpn_head=dict(type='FloatRPNHead'),
+    roi_head=dict(
+        bbox_roi_extractor=dict(type='FloatSingleRoIExtractor'),
+        mask_roi_extractor=dict(type='FloatSingleRoIExtractor')))
