@@ -11,8 +11,8 @@ per-head ``D``, gated RMSNorm with ``norm_before_gate=False``): ``in_proj.weight
   is importable, the fused ``mamba_split_conv1d_scan_combined``), or
 - ``'torch'``: plain PyTorch with the chunked SSD scan of ``ssd_scan.py``.
 
-``impl='auto'`` picks mamba_ssm for CUDA inputs when it imports, PyTorch
-otherwise (warning once when CUDA is used without mamba_ssm). Checkpoints are
+``impl='auto'`` picks mamba_ssm for CUDA inputs (not float64) when it
+imports, PyTorch otherwise (warning once when CUDA is used without mamba_ssm). Checkpoints are
 the same either way.
 """
 import functools
@@ -109,8 +109,9 @@ class Mamba2Mixer(nn.Module):
 
     def resolved_impl(self, u):
         """The implementation ``forward(u)`` runs: 'torch' or 'mamba_ssm'."""
-        if self.impl == 'torch' or (self.impl == 'auto' and not u.is_cuda):
-            return 'torch'
+        if self.impl == 'torch' or (self.impl == 'auto' and (not u.is_cuda or
+                                                             u.dtype == torch.float64)):
+            return 'torch'  # the Triton kernels have no float64 version
         kernels = mamba_ssm_kernels()
         if isinstance(kernels, str):
             if self.impl == 'mamba_ssm':
