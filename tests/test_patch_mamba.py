@@ -1,4 +1,5 @@
 """PatchMamba (Adventurer): official golden forward, contract, checkpoints, registries."""
+import argparse
 import runpy
 from pathlib import Path
 
@@ -159,8 +160,8 @@ def test_registry_build(registry):
 
 def test_pretrained_official_checkpoint_resampled(tmp_path):
     src = micro(patch_size=4, img_size=32)  # grid 8 x 8
-    ckpt = tmp_path / 'adventurer.pth'
-    torch.save(dict(model=official_state_dict(src)), ckpt)
+    ckpt = tmp_path / 'adventurer.pth'  # as the official main.py saves it: args beside the weights
+    torch.save(dict(model=official_state_dict(src), epoch=3, args=argparse.Namespace(lr=5e-4)), ckpt)
     model = micro(patch_size=2, img_size=32, init_cfg=dict(type='Pretrained', checkpoint=str(ckpt)))
     model.init_weights()  # grid 16 x 16, 2 x 2 kernels
     assert model.patch_embed.proj.weight.shape[-2:] == (2, 2)

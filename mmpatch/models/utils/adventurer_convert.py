@@ -3,6 +3,9 @@
 Used by ``PatchMamba.load_pretrained`` and by
 ``tools/model_converters/adventurer_to_mmpatch.py``, so both convert the same way.
 """
+import argparse
+import contextlib
+
 import torch
 from mmengine.runner.checkpoint import CheckpointLoader
 
@@ -17,9 +20,14 @@ def read_state_dict(path, prefix=None):
     Unwraps a ``'state_dict'`` (mmengine) or ``'model'`` (DeiT-style ``main.py``,
     as the Adventurer releases) entry, strips a ``'module.'`` prefix carried by
     every key, then, when ``prefix`` is given (e.g. ``'backbone.'``), keeps only
-    the keys that start with it and strips it.
+    the keys that start with it and strips it. The training ``args`` (an
+    ``argparse.Namespace``) saved beside the weights by DeiT-style ``main.py``
+    are allowed through torch's ``weights_only`` loading.
     """
-    ckpt = CheckpointLoader.load_checkpoint(path, map_location='cpu')
+    # torch.serialization.safe_globals exists from torch 2.5 (weights_only is the default from 2.6).
+    allow = getattr(torch.serialization, 'safe_globals', None)
+    with allow([argparse.Namespace]) if allow else contextlib.nullcontext():
+        ckpt = CheckpointLoader.load_checkpoint(path, map_location='cpu')
     if not isinstance(ckpt, dict):
         raise TypeError(f'{path} holds a {type(ckpt).__name__}, expected a dict of weights')
     for wrapper in ('state_dict', 'model'):
