@@ -45,10 +45,13 @@ def test_train_then_test_reports_miou(trained):
         ckpt = f.read().strip()
     assert ckpt.endswith('iter_2.pth') and osp.isfile(ckpt)
     test_dir = osp.join(work_dir, 'test')
-    run = _tool('tools/test.py', SMOKE, ckpt, '--work-dir', test_dir, '--cfg-options',
-                *_data_root_options(data, ('test',)))
+    preds = osp.join(work_dir, 'preds')
+    run = _tool('tools/test.py', SMOKE, ckpt, '--work-dir', test_dir, '--out', preds, '--show-dir', 'vis',
+                '--cfg-options', *_data_root_options(data, ('test',)))
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     assert 'mIoU' in run.stdout + run.stderr
+    assert sorted(os.listdir(preds)) == ['toy_00000.png', 'toy_00001.png']  # --out: label maps
+    assert len(glob.glob(osp.join(test_dir, 'vis', 'vis_data', 'vis_image', '*.png'))) == 2
     # the metrics file tools/sweep.py reads: <work_dir>/<stamp>/<stamp>.json
     (metrics_file,) = glob.glob(osp.join(test_dir, '*', '*.json'))
     with open(metrics_file) as f:

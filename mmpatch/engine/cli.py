@@ -7,6 +7,7 @@ missing config, dataset folder or checkpoint) ends with one line on stderr and
 exit code 2, no traceback.
 """
 import argparse
+import copy
 import logging
 import os
 import os.path as osp
@@ -68,8 +69,8 @@ def test_parser():
     parser.add_argument('--out', help='mmseg: folder for the predicted label maps (PNG); '
                         'mmdet: .pkl file for the raw predictions (offline evaluation)')
     parser.add_argument('--show', action='store_true', help='show predictions in a window')
-    parser.add_argument('--show-dir', help='save painted predictions (relative paths end up '
-                        'under <work_dir>/<timestamp>/)')
+    parser.add_argument('--show-dir', help='save painted predictions; a relative folder goes under '
+                        '<work_dir>/ (mmseg: <show_dir>/vis_data/vis_image/) or <work_dir>/<timestamp>/ (mmdet)')
     parser.add_argument('--wait-time', type=float, default=2, help='seconds each shown image stays')
     parser.add_argument('--tta', action='store_true', help="test-time augmentation (the config's "
                         'tta_model and tta_pipeline)')
@@ -224,11 +225,16 @@ def enable_visualization(cfg, scope, show, show_dir, wait_time):
     if show:
         hook['show'] = True
         hook['wait_time'] = wait_time
-    if show_dir:
-        if scope == 'mmseg':  # SegVisualizationHook writes through the visualizer's backends
-            cfg.visualizer['save_dir'] = show_dir
-        else:
-            hook['test_out_dir'] = show_dir
+    if scope == 'mmseg':
+        hook.setdefault('interval', 1)  # SegVisualizationHook's default draws every 50th image only
+        # it also reads runner.iter, which builds the train loop: build that on the test data,
+        # so testing needs no training set
+        if cfg.get('train_cfg') and cfg.get('test_dataloader'):
+            cfg.train_dataloader = copy.deepcopy(cfg.test_dataloader)
+        if show_dir:  # it writes through the visualizer's backends: <save_dir>/vis_data/vis_image/
+            cfg.visualizer['save_dir'] = show_dir if osp.isabs(show_dir) else osp.join(cfg.work_dir, show_dir)
+    elif show_dir:  # DetVisualizationHook puts a relative folder under <work_dir>/<timestamp>/
+        hook['test_out_dir'] = show_dir
 
 
 def enable_tta(cfg, scope):
