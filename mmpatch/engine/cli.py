@@ -1,10 +1,12 @@
 """The logic of ``tools/train.py`` and ``tools/test.py`` (mmseg 1.x / mmdet 3.x style).
 
 One CLI for both tasks: the config's ``default_scope`` ('mmseg' or 'mmdet')
-picks the package whose runner registry, visualization hook semantics,
-``--out`` format and TTA wrapper are used. Bad input (no or unknown scope,
-missing config, dataset folder or checkpoint) ends with one line on stderr and
-exit code 2, no traceback.
+picks the package whose runner registry, visualization hook semantics and
+``--out`` format are used (mmseg: folder of PNG label maps; mmdet: .pkl).
+Dataset folders/files of the dataloaders (and evaluator ann_files) are checked
+before the Runner is built. Bad input (no or unknown scope, missing config,
+dataset path or checkpoint, options the config cannot take) ends with one line
+``<tool>: error: ...`` on stderr and exit code 2, no traceback.
 """
 import argparse
 import copy
