@@ -4,11 +4,12 @@
 #                      (ours compiled / ours eager / timm / mmseg), mmseg training iteration.
 #   round2 (~4 min):   ViT-B p1 (selective checkpointing) and Adventurer-B p16..p1 (mamba_ssm),
 #                      appended to round 1's CSVs (folder ROUND1_DIR in the working tree).
-# Device call (carry .device-kit):
-#   MMPATCH_COMMIT=<sha> bash tools/analysis/device_benchmark.sh round1
-#   MMPATCH_COMMIT=<sha> bash tools/analysis/device_benchmark.sh round2 results/benchmark/<round 1>
+# Device call (carry .device-kit; the tree travels without .git, so name the commit):
+#   source .device-kit/setup.sh && export PYTHONPATH=$PYTHONPATH:. && \
+#     MMPATCH_COMMIT=<sha> bash tools/analysis/device_benchmark.sh round1
+#   ... round2 results/benchmark/<round 1 folder, committed or untracked in the tree>
 set -o pipefail
-source .device-kit/setup.sh || exit 1
+python3 -c 'import mmseg, mamba_ssm' 2>/dev/null || source .device-kit/setup.sh || exit 1  # once a call
 export PYTHONPATH=$PYTHONPATH:. PYTHONUNBUFFERED=1
 nvidia-smi --query-gpu=name,clocks.sm,clocks.max.sm,power.draw,temperature.gpu,memory.used --format=csv
 case $1 in
