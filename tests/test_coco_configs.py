@@ -22,7 +22,8 @@ from mmpatch.utils.synthetic_det import shrink_det_model_cfg, synthetic_det_batc
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 COCO_DIR = osp.join(REPO, 'configs', 'coco')
 CONFIGS = sorted(glob.glob(osp.join(COCO_DIR, '*.py')))
-NAME = re.compile(r'(?P<family>vit|adventurer)_(?P<arch>[tb])_p(?P<p>\d+)_(?P<det>cascade_mask_rcnn|mask_rcnn)\.py')
+NAME = re.compile(r'(?P<family>vit|adventurer)_(?P<arch>[tb])_p(?P<p>\d+)_'
+                  r'(?P<det>cascade_mask_rcnn|mask_rcnn)\.py')
 ARCH_PARSERS = {'PatchViT': patch_vit.parse_arch, 'PatchMamba': patch_mamba.parse_arch}
 # Two images of different orientation: DetDataPreprocessor pads both to 96 x 96.
 IMAGE_SIZES = [(64, 96), (96, 64)]
@@ -57,7 +58,8 @@ def leaf_config(path, parsed):
     m = NAME.fullmatch(osp.basename(path))
     ref_path, ref_cfg = parsed[(m['family'], m['det'])]
     own = runpy.run_path(path)
-    assert own['_base_'] == runpy.run_path(ref_path)['_base_'], f'{path} has other bases than {ref_path}'
+    assert own['_base_'] == runpy.run_path(ref_path)['_base_'], \
+        f'{path} has other bases than {ref_path}'
     cfg = copy.deepcopy(ref_cfg)
     cfg.merge_from_dict({k: v for k, v in own.items() if not k.startswith('_')})
     return cfg
@@ -205,8 +207,10 @@ def test_toy_config_model_runs(config):
     p = cfg.model.backbone.patch_size
     assert f'_p{p}_' in config and cfg.model.neck.in_stride == p
     assert cfg.optim_wrapper.type == 'OptimWrapper'  # CPU: no AMP
-    assert cfg.model.roi_head.bbox_head.num_classes == len(cfg.train_dataloader.dataset.metainfo.classes)
-    _, batch, feats, _, loss = _forward_losses(cfg, synthetic_det_batch([(64, 64)] * 2, num_classes=6))
+    classes = cfg.train_dataloader.dataset.metainfo.classes
+    assert cfg.model.roi_head.bbox_head.num_classes == len(classes)
+    data = synthetic_det_batch([(64, 64)] * 2, num_classes=len(classes))
+    _, batch, feats, _, loss = _forward_losses(cfg, data)
     assert [f.shape[-1] for f in feats] == [math.ceil(64 / s) for s in cfg.model.neck.out_strides]
     assert torch.isfinite(loss)
 

@@ -36,7 +36,8 @@ def synthetic_det_batch(image_sizes, num_boxes=3, num_classes=80, seed=0):
             bw, bh = rng.uniform(0.15, 0.6) * w, rng.uniform(0.15, 0.6) * h
             x0, y0 = rng.uniform(0, w - bw), rng.uniform(0, h - bh)
             boxes.append([x0, y0, x0 + bw, y0 + bh])
-            inside = ((xx - x0 - bw / 2) / (bw / 2)) ** 2 + ((yy - y0 - bh / 2) / (bh / 2)) ** 2 <= 1
+            cx, cy = x0 + bw / 2, y0 + bh / 2
+            inside = ((xx - cx) / (bw / 2)) ** 2 + ((yy - cy) / (bh / 2)) ** 2 <= 1
             masks.append(inside.astype(np.uint8))
         sample = DetDataSample(metainfo=dict(img_id=img_id, img_shape=(h, w), ori_shape=(h, w),
                                              scale_factor=(1., 1.)))
@@ -65,7 +66,7 @@ def shrink_det_model_cfg(model_cfg, width=32, fc_channels=64, max_proposals=64, 
                          f'add one to TINY_ARCH ({sorted(TINY_ARCH)})')
     backbone['arch'] = dict(TINY_ARCH[backbone['type']])
     backbone['img_size'] = 64
-    model_cfg['neck'].update(in_channels=TINY_ARCH[backbone['type']]['embed_dims'], out_channels=width)
+    model_cfg['neck'].update(in_channels=backbone['arch']['embed_dims'], out_channels=width)
     model_cfg['rpn_head'].update(in_channels=width, feat_channels=width)
     roi_head = model_cfg['roi_head']
     for key in ('bbox_roi_extractor', 'mask_roi_extractor'):

@@ -81,7 +81,8 @@ class Timer:
 
 
 def measure(cfg, batch, img_hw, steps, warmup, device):
-    """Median seconds per training iteration, peak allocated bytes (None on CPU), params and losses."""
+    """Median seconds per training iteration, peak allocated bytes (None on CPU), parameter
+    count and the last loss."""
     from mmdet.registry import MODELS
     init_default_scope(cfg.get('default_scope', 'mmdet'))
     model = MODELS.build(cfg.model).to(device).train()
@@ -141,7 +142,8 @@ def markdown(rows):
 
 
 def parse_args(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument('--backbone', default='vit_b', help='config prefix, e.g. vit_b, adventurer_t')
     ap.add_argument('--patch-sizes', type=int, nargs='+', default=[16, 8])
     ap.add_argument('--detector', default='cascade_mask_rcnn', help='config suffix')

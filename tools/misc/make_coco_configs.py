@@ -70,7 +70,8 @@ def all_configs():
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument('--check', action='store_true', help='only compare, write nothing')
     args = ap.parse_args(argv)
     stale = []
@@ -84,7 +85,8 @@ def main(argv=None):
             with open(path, 'w') as f:
                 f.write(text)
     verb = 'differ from the generator' if args.check else 'written'
-    print(f'{len(stale)} of {len(all_configs())} configs {verb}' + (f': {", ".join(stale)}' if stale else ''))
+    names = f': {", ".join(stale)}' if stale else ''
+    print(f'{len(stale)} of {len(all_configs())} configs {verb}{names}')
     if args.check and stale:
         sys.exit('run: python tools/misc/make_coco_configs.py')
 
