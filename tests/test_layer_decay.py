@@ -1,4 +1,4 @@
-"""LayerDecayOptimWrapperConstructor: the decay rule alone, param groups, registries, real backbones."""
+"""LayerDecayOptimWrapperConstructor: decay rule alone, param groups, registries, real backbones."""
 import pytest
 import torch
 import torch.nn as nn

@@ -1,4 +1,4 @@
-"""PatchPyramidNeck: resampling plans, output shapes/strides/channels for any patch size, registries."""
+"""PatchPyramidNeck: resampling plans, shapes/strides/channels at any patch size, registries."""
 import math
 
 import pytest
@@ -16,7 +16,7 @@ PATCH_SIZES = (1, 2, 4, 6, 8, 12, 16, 32)
 
 
 def backbone_map(patch_size, channels=16, batch=2, img=IMG):
-    """What a plain backbone returns for an ``img`` x ``img`` input: (B, C, ceil(H/p), ceil(W/p))."""
+    """A plain backbone's map for an ``img`` x ``img`` input: (B, C, ceil(H/p), ceil(W/p))."""
     side = math.ceil(img / patch_size)
     return torch.randn(batch, channels, side, side)
 
