@@ -110,3 +110,27 @@ def test_in_encoder_decoder_loss_and_predict(patch_size):
         assert pred.seg_logits.data.shape == (num_classes, 30, 36)
         assert pred.pred_sem_seg.data.shape == (1, 30, 36)
         assert pred.pred_sem_seg.data.max() < num_classes
+
+
+@pytest.mark.parametrize('backbone_type', ('PatchViT', 'PatchMamba'))
+def test_on_real_backbones_loss_and_predict(backbone_type):
+    arch = dict(embed_dims=32, num_layers=2,
+                **(dict(num_heads=2) if backbone_type == 'PatchViT' else dict(headdim=16)))
+    cfg = dict(
+        type='EncoderDecoder',
+        data_preprocessor=dict(type='SegDataPreProcessor', mean=[123.7, 116.3, 103.5],
+                               std=[58.4, 57.1, 57.4], bgr_to_rgb=True, size_divisor=4),
+        backbone=dict(type=backbone_type, arch=arch, patch_size=2, img_size=32),
+        decode_head=dict(type='LinearHead', in_channels=32, num_classes=4),
+        train_cfg=ConfigDict(), test_cfg=ConfigDict(mode='whole'))
+    with DefaultScope.overwrite_default_scope('mmseg'):
+        model = MODELS.build(cfg)
+    data = model.data_preprocessor(make_batch(size=(30, 36)), training=True)
+    loss = model(**data, mode='loss')['decode.loss_ce']
+    loss.backward()
+    assert loss.isfinite() and model.backbone.patch_embed.proj.weight.grad.abs().sum() > 0
+    model.eval()
+    with torch.no_grad():
+        preds = model(**model.data_preprocessor(make_batch(size=(30, 36)), training=False),
+                      mode='predict')
+    assert preds[0].pred_sem_seg.data.shape == (1, 30, 36)

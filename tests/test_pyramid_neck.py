@@ -144,3 +144,22 @@ def test_built_from_seg_and_det_registries(registry, scope):
     assert any(type(m).__name__ == 'LayerNorm2d' for m in neck.modules())
     outs = neck((backbone_map(2),))
     assert [o.shape[-1] for o in outs] == [16, 8, 4, 2, 1]
+
+
+@pytest.mark.parametrize('backbone_type', ('PatchViT', 'PatchMamba'))
+@pytest.mark.parametrize('patch_size', (1, 6, 16))
+def test_on_real_backbones_with_one_block_per_level(backbone_type, patch_size):
+    arch = dict(embed_dims=32, num_layers=4,
+                **(dict(num_heads=2) if backbone_type == 'PatchViT' else dict(headdim=16)))
+    with DefaultScope.overwrite_default_scope('mmseg'):
+        backbone = SEG_MODELS.build(dict(type=backbone_type, arch=arch, patch_size=patch_size,
+                                         img_size=32, out_indices=(0, 1, 2, 3))).eval()
+        neck = SEG_MODELS.build(dict(type='PatchPyramidNeck', in_channels=[32] * 4,
+                                     in_stride=patch_size, out_channels=16)).eval()
+    with torch.no_grad():
+        outs = neck(backbone(torch.randn(1, 3, 32, 32)))
+    grid = math.ceil(32 / patch_size)
+    assert [o.shape[-1] for o in outs] == [math.ceil(grid * patch_size / s) for s in (4, 8, 16, 32)]
+    if 32 % patch_size == 0:
+        assert [o.shape[-1] for o in outs] == [8, 4, 2, 1]  # the image's stride-s maps
+    assert {o.shape[1] for o in outs} == {16}
