@@ -93,14 +93,30 @@ def test_odd_token_grid_and_downsample_modes(downsample):
 
 def test_detection_strides_and_vitdet_channel_halving():
     neck = PatchPyramidNeck(32, 16, (4, 8, 16, 32, 64), out_channels=8)
-    ups = [m for m in neck.resamplers[0].modules() if isinstance(m, torch.nn.ConvTranspose2d)]
-    assert [(m.in_channels, m.out_channels) for m in ups] == [(32, 16), (16, 8)]
+    ups = [m for m in neck.modules() if isinstance(m, torch.nn.ConvTranspose2d)]
+    assert [(m.in_channels, m.out_channels) for m in ups] == [(32, 16), (16, 8)]  # one shared chain
     outs = neck((backbone_map(16, channels=32),))
     assert [o.shape[-1] for o in outs] == [16, 8, 4, 2, 1]
     assert {o.shape[1] for o in outs} == {8}
     # without output convs, levels keep the input width
     keep = PatchPyramidNeck(32, 16, (4, 8), out_channels=None)
     assert {o.shape[1] for o in keep((backbone_map(16, channels=32),))} == {32}
+
+
+def count(module, kind):
+    return sum(isinstance(m, kind) for m in module.modules())
+
+
+@pytest.mark.parametrize('out_strides', ((4, 8, 16, 32, 64), (64, 4, 32, 8, 16)))
+def test_one_input_shares_its_steps_across_levels(out_strides):
+    # p=1 to strides 4..64: 2 + 3 + 4 + 5 + 6 steps if separate, 6 when shared
+    neck = PatchPyramidNeck(8, 1, out_strides, out_channels=8)
+    assert count(neck, torch.nn.Conv2d) - 2 * len(out_strides) == 6  # minus 1x1 + 3x3 per level
+    # several inputs: each level has its own steps
+    multi = PatchPyramidNeck([8] * 5, 1, out_strides)
+    assert count(multi, torch.nn.Conv2d) == 2 + 3 + 4 + 5 + 6
+    outs = neck((backbone_map(1, channels=8, batch=1),))
+    assert [o.shape[-1] for o in outs] == [IMG // s for s in out_strides]
 
 
 def test_gradients_reach_the_input_through_every_level():

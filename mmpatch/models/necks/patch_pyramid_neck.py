@@ -56,34 +56,38 @@ class Down2(nn.Module):
         return self.op(x)
 
 
-class Resample(nn.Module):
-    """One pyramid level's resampling: learned 2x steps, then an exact-size resize if needed."""
+class StepChain(nn.Module):
+    """``num_steps`` 2x steps in one direction, tapped after any number of them.
 
-    def __init__(self, channels, in_stride, out_stride, norm_cfg, learned_down, halve_up):
+    Up: 2x2 stride-2 transposed convs (halving the channels if ``halve``);
+    down: ``Down2`` (conv or max pool). Norm + GELU sit between learned steps
+    (ViTDet); max pools need none.
+    """
+
+    def __init__(self, channels, step, num_steps, norm_cfg, learned_down, halve):
         super().__init__()
-        self.in_stride, self.out_stride = in_stride, out_stride
-        self.plan = plan_resampling(in_stride, out_stride)
-        steps = [op for op in self.plan if op != RESIZE]
-        layers = []
-        for i, op in enumerate(steps):
-            if i > 0:  # norm + GELU between learned steps (ViTDet); a pool needs none
-                if learned_down or op == UP:
-                    layers += [build_norm_layer(norm_cfg, channels)[1], nn.GELU()]
-            if op == UP:
-                out = channels // 2 if halve_up else channels
+        self.channels = [channels]  # channels after 0, 1, ... steps
+        self.stages = nn.ModuleList()
+        for i in range(num_steps):
+            layers = []
+            if i > 0 and (step == UP or learned_down):
+                layers += [build_norm_layer(norm_cfg, channels)[1], nn.GELU()]
+            if step == UP:
+                out = channels // 2 if halve else channels
                 layers.append(nn.ConvTranspose2d(channels, out, 2, 2))
                 channels = out
             else:
                 layers.append(Down2(channels, learned_down))
-        self.steps = nn.Sequential(*layers)
-        self.out_channels = channels
+            self.stages.append(nn.Sequential(*layers))
+            self.channels.append(channels)
 
-    def forward(self, x):
-        size = [resampled_size(s, self.in_stride, self.out_stride) for s in x.shape[-2:]]
-        x = self.steps(x)
-        if RESIZE in self.plan:
-            x = F.interpolate(x, size=size, mode='bilinear', align_corners=False)
-        return x
+    def forward(self, x, depths):
+        """Maps after each of ``depths`` steps (each step runs once, however many taps)."""
+        taps = {0: x}
+        for i, stage in enumerate(self.stages[:max(depths)]):
+            x = stage(x)
+            taps[i + 1] = x
+        return [taps[d] for d in depths]
 
 
 @register_seg_det_model
@@ -98,8 +102,11 @@ class PatchPyramidNeck(BaseModule):
     exact size ``ceil(h * p / s)`` when ``p / s`` is not a power of two.
 
     Inputs: with one input map (``in_channels`` an int or a 1-list) it feeds
-    every level; with several (``in_channels`` a list, one per backbone
-    ``out_indices`` entry) input ``i`` feeds output level ``i``, so their
+    every level, through one chain of up steps and one chain of down steps that
+    each level taps after its number of steps (so at p=1 the costly first
+    down-sampling of the full-resolution map runs once, not once per level);
+    with several (``in_channels`` a list, one per backbone ``out_indices``
+    entry) input ``i`` feeds output level ``i`` through its own steps, so their
     number must equal ``len(out_strides)``.
 
     Args:
@@ -146,18 +153,35 @@ class PatchPyramidNeck(BaseModule):
         self.out_strides = out_strides
         self.out_channels = out_channels
 
-        self.resamplers = nn.ModuleList()
-        self.out_convs = nn.ModuleList()
+        # level -> (input, step, depth, resize); (input, step) -> chain of the deepest depth
+        self.levels = []
+        depth_needed = {}
         for level, stride in enumerate(out_strides):
-            channels = in_channels[level if len(in_channels) > 1 else 0]
-            resample = Resample(channels, in_stride, stride, norm_cfg,
-                                learned_down=downsample == 'conv', halve_up=halve_up_channels)
-            self.resamplers.append(resample)
+            plan = plan_resampling(in_stride, stride)
+            source = level if len(in_channels) > 1 else 0
+            step = UP if UP in plan else DOWN
+            depth = len(plan) - plan.count(RESIZE)
+            self.levels.append((source, step, depth, RESIZE in plan))
+            if depth:
+                key = (source, step)
+                depth_needed[key] = max(depth, depth_needed.get(key, 0))
+        self.chain_index = {}
+        self.chains = nn.ModuleList()
+        for (source, step), depth in sorted(depth_needed.items()):
+            self.chain_index[(source, step)] = len(self.chains)
+            self.chains.append(StepChain(in_channels[source], step, depth, norm_cfg,
+                                         learned_down=downsample == 'conv',
+                                         halve=halve_up_channels))
+
+        self.out_convs = nn.ModuleList()
+        for source, step, depth, _ in self.levels:
+            chain = self.chains[self.chain_index[(source, step)]] if depth else None
+            channels = chain.channels[depth] if depth else in_channels[source]
             if out_channels is None:
                 self.out_convs.append(nn.Identity())
             else:
                 self.out_convs.append(nn.Sequential(
-                    ConvModule(resample.out_channels, out_channels, 1, bias=False,
+                    ConvModule(channels, out_channels, 1, bias=False,
                                norm_cfg=norm_cfg, act_cfg=None),
                     ConvModule(out_channels, out_channels, 3, padding=1, bias=False,
                                norm_cfg=norm_cfg, act_cfg=None)))
@@ -168,7 +192,17 @@ class PatchPyramidNeck(BaseModule):
             raise ValueError(f'PatchPyramidNeck was built for {len(self.in_channels)} input '
                              f'map(s) (in_channels={self.in_channels}) but got {len(inputs)}; '
                              f"match in_channels to the backbone's out_indices")
-        if len(inputs) == 1:
-            inputs = inputs * len(self.out_strides)
-        return tuple(out_conv(resample(x)) for x, resample, out_conv
-                     in zip(inputs, self.resamplers, self.out_convs))
+        taps = {}  # (input, step, depth) -> map
+        for (source, step), index in self.chain_index.items():
+            depths = sorted({d for src, stp, d, _ in self.levels if (src, stp) == (source, step)})
+            for depth, x in zip(depths, self.chains[index](inputs[source], depths)):
+                taps[(source, step, depth)] = x
+        outs = []
+        for (source, step, depth, resize), stride, out_conv in zip(
+                self.levels, self.out_strides, self.out_convs):
+            x = taps[(source, step, depth)] if depth else inputs[source]
+            if resize:
+                size = [resampled_size(n, self.in_stride, stride) for n in inputs[source].shape[-2:]]
+                x = F.interpolate(x, size=size, mode='bilinear', align_corners=False)
+            outs.append(out_conv(x))
+        return tuple(outs)
