@@ -25,13 +25,13 @@ import math
 import os
 import os.path as osp
 import statistics
-import time
 
 import torch
 from mmengine.config import Config, DictAction
 from mmengine.optim import build_optim_wrapper
 from mmengine.registry import init_default_scope
 
+from mmpatch.utils.benchmark import Timer
 from mmpatch.utils.synthetic_det import shrink_det_model_cfg, synthetic_det_batch
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
@@ -58,28 +58,6 @@ def load_config(path, tiny, device, cfg_options):
     return cfg
 
 
-class Timer:
-    """Per-iteration wall time: CUDA events on the GPU, perf_counter on the CPU."""
-
-    def __init__(self, device):
-        self.cuda = device.type == 'cuda'
-        self.marks = []
-
-    def mark(self):
-        if self.cuda:
-            event = torch.cuda.Event(enable_timing=True)
-            event.record()
-            self.marks.append(event)
-        else:
-            self.marks.append(time.perf_counter())
-
-    def seconds(self):
-        if self.cuda:
-            torch.cuda.synchronize()
-            return [a.elapsed_time(b) / 1e3 for a, b in zip(self.marks[::2], self.marks[1::2])]
-        return [b - a for a, b in zip(self.marks[::2], self.marks[1::2])]
-
-
 def measure(cfg, batch, img_hw, steps, warmup, device):
     """Median seconds per training iteration, peak allocated bytes (None on CPU), parameter
     count and the last loss."""
@@ -96,7 +74,7 @@ def measure(cfg, batch, img_hw, steps, warmup, device):
         losses = model.train_step(data, optim_wrapper)
         if i >= warmup:
             timer.mark()
-    seconds = statistics.median(timer.seconds())
+    seconds = statistics.median(timer.step_seconds())
     peak = torch.cuda.max_memory_allocated(device) if device.type == 'cuda' else None
     params = sum(p.numel() for p in model.parameters())
     loss = losses['loss'].item()

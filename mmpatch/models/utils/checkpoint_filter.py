@@ -5,9 +5,12 @@ Only two shape changes are adapted, both on purpose: the patch-embed kernel
 Any other difference is an error that lists the keys: nothing is silently
 left at its random init.
 """
+import argparse
+import contextlib
 import math
 
 import torch
+from mmengine.runner.checkpoint import CheckpointLoader
 from timm.layers import resample_patch_embed
 
 from ..layers.pos_embed import resample_grid_pos_embed
@@ -63,3 +66,40 @@ def load_state_dict_strict(model, state_dict, source='checkpoint'):
         raise CheckpointMismatchError('\n'.join(lines))
     with torch.no_grad():
         model.load_state_dict(state_dict, strict=True)
+
+
+def read_state_dict(path, prefix=None):
+    """Load ``path`` on the CPU and return its flat ``{name: tensor}`` weights.
+
+    Unwraps a ``'state_dict'`` (mmengine) or ``'model'`` (DeiT-style ``main.py``,
+    as DeiT and the Adventurer releases) entry, strips a ``'module.'`` prefix carried by
+    every key, then, when ``prefix`` is given (e.g. ``'backbone.'``), keeps only
+    the keys that start with it and strips it. The training ``args`` (an
+    ``argparse.Namespace``) saved beside the weights by DeiT-style ``main.py``
+    are allowed through torch's ``weights_only`` loading.
+    """
+    # torch.serialization.safe_globals exists from torch 2.5 (weights_only is the default from 2.6).
+    allow = getattr(torch.serialization, 'safe_globals', None)
+    with allow([argparse.Namespace]) if allow else contextlib.nullcontext():
+        ckpt = CheckpointLoader.load_checkpoint(path, map_location='cpu')
+    if not isinstance(ckpt, dict):
+        raise TypeError(f'{path} holds a {type(ckpt).__name__}, expected a dict of weights')
+    for wrapper in ('state_dict', 'model'):
+        if isinstance(ckpt.get(wrapper), dict):
+            ckpt = ckpt[wrapper]
+            break
+    state_dict = dict(ckpt)
+    if state_dict and all(k.startswith('module.') for k in state_dict):
+        state_dict = {k[len('module.'):]: v for k, v in state_dict.items()}
+    if prefix:
+        kept = {k[len(prefix):]: v for k, v in state_dict.items() if k.startswith(prefix)}
+        if not kept:
+            raise KeyError(f'no key of {path} starts with prefix {prefix!r}; its keys start like '
+                           f'{sorted(state_dict)[:5]}; set init_cfg prefix to one of their prefixes '
+                           f'or to None')
+        state_dict = kept
+    not_tensors = sorted(k for k, v in state_dict.items() if not isinstance(v, torch.Tensor))
+    if not_tensors:
+        raise TypeError(f'{path}: entries that are not tensors: {not_tensors[:10]}; '
+                        f'pass a plain state dict or set init_cfg prefix')
+    return state_dict

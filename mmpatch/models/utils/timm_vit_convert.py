@@ -4,44 +4,11 @@ Used by ``PatchViT.init_weights`` and by ``tools/model_converters/vit_timm_to_mm
 so both go through exactly the same conversion.
 """
 import torch
-from mmengine.runner.checkpoint import CheckpointLoader
 
-from .checkpoint_filter import adapt_patch_and_pos_embed
+from .checkpoint_filter import adapt_patch_and_pos_embed, read_state_dict  # noqa: F401
 
 # Classifier heads: meaningless for a dense backbone.
 _HEAD_PREFIXES = ('head.', 'head_dist.')
-
-
-def read_state_dict(path, prefix=None):
-    """Load ``path`` on the CPU and return its flat ``{name: tensor}`` weights.
-
-    Unwraps a ``'state_dict'`` (mmengine) or ``'model'`` (DeiT) entry, strips a
-    ``'module.'`` (DDP) prefix carried by every key, then, when ``prefix`` is
-    given (e.g. ``'backbone.'``), keeps only the keys that start with it and
-    strips it.
-    """
-    ckpt = CheckpointLoader.load_checkpoint(path, map_location='cpu')
-    if not isinstance(ckpt, dict):
-        raise TypeError(f'{path} holds a {type(ckpt).__name__}, expected a dict of weights')
-    for wrapper in ('state_dict', 'model'):
-        if isinstance(ckpt.get(wrapper), dict):
-            ckpt = ckpt[wrapper]
-            break
-    state_dict = dict(ckpt)
-    if state_dict and all(k.startswith('module.') for k in state_dict):
-        state_dict = {k[len('module.'):]: v for k, v in state_dict.items()}
-    if prefix:
-        kept = {k[len(prefix):]: v for k, v in state_dict.items() if k.startswith(prefix)}
-        if not kept:
-            raise KeyError(f'no key of {path} starts with prefix {prefix!r}; its keys start like '
-                           f'{sorted(state_dict)[:5]}; set init_cfg prefix to one of their prefixes '
-                           f'or to None')
-        state_dict = kept
-    not_tensors = sorted(k for k, v in state_dict.items() if not isinstance(v, torch.Tensor))
-    if not_tensors:
-        raise TypeError(f'{path}: entries that are not tensors: {not_tensors[:10]}; '
-                        f'pass a plain state dict or set init_cfg prefix')
-    return state_dict
 
 
 def timm_vit_to_patch_vit(state_dict, model):
