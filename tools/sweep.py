@@ -89,12 +89,12 @@ def main(argv=None):
             print(f'[{i}/{len(todo)}] {cell.name}: mIoU {mIoU:.2f} in {time.time() - t:.0f} s '
                   f'(eta {eta:.0f} s)', flush=True)
 
-    rows = report.collect(cells, gpus=args.gpus)
+    rows = report.collect(cells, gpus=args.gpus, cfg_options=args.cfg_options)
     if not rows:
         sys.exit(f'sweep: no finished cell in {work_dir}')
     baseline = None
     if not args.no_baseline:
-        baseline = baseline_from(cells[0].config)
+        baseline = baseline_from(cells[0].config, args.cfg_options)
     csv_path, md_path, png_path = (osp.join(work_dir, f'results.{ext}') for ext in ('csv', 'md', 'png'))
     report.write_csv(rows, csv_path)
     table = report.markdown_table(rows, baseline)
@@ -105,12 +105,11 @@ def main(argv=None):
     print(f'\nresults: {csv_path}\ntable:   {md_path}\nplot:    {png_path}')
 
 
-def baseline_from(config):
+def baseline_from(config, cfg_options=()):
     """Majority-class mIoU on the config's test set (an ImageNet-free sanity floor)."""
-    from mmengine.config import Config
     from mmengine.registry import init_default_scope
     from mmseg.registry import DATASETS
-    cfg = Config.fromfile(config)
+    cfg = report.load_config(config, cfg_options)
     init_default_scope(cfg.get('default_scope', 'mmseg'))
     dataset = DATASETS.build(cfg.test_dataloader.dataset)
     return report.majority_class_miou(dataset, len(dataset.metainfo['classes']))

@@ -49,7 +49,9 @@ def describe_model(cfg):
     """(backbone label, patch size, head name) from the config itself."""
     backbone, head = cfg.model.backbone, cfg.model.decode_head
     arch = backbone.get('arch', '')
-    label = f"{backbone['type']}-{arch if isinstance(arch, str) else 'custom'}"
+    if not isinstance(arch, str):  # explicit numbers, e.g. a toy-size model
+        arch = f"{arch['embed_dims']}d x {arch['num_layers']} blocks"
+    label = f"{backbone['type']} ({arch})"
     return label, int(backbone['patch_size']), HEAD_NAMES.get(head['type'], head['type'])
 
 
@@ -89,14 +91,27 @@ def majority_class_miou(dataset, num_classes, ignore_index=255):
     return float(100 * np.mean(inter[present] / union[present]))
 
 
-def collect(cells, gpus=1):
+def load_config(path, cfg_options=()):
+    """The cell's config with the sweep's ``--cfg-options`` (``key=value`` strings) applied."""
+    from mmengine.config import Config, DictAction
+    cfg = Config.fromfile(path)
+    overrides = {}
+    for item in cfg_options:
+        key, sep, value = item.partition('=')
+        if not sep:
+            raise ValueError(f'--cfg-options takes key=value, got {item!r}')
+        overrides[key] = DictAction._parse_iterable(value)
+    cfg.merge_from_dict(overrides)
+    return cfg
+
+
+def collect(cells, gpus=1, cfg_options=()):
     """One dict per finished cell."""
-    from mmengine.config import Config
     rows = []
     for cell in cells:
         if not cell.is_done():
             continue
-        cfg = Config.fromfile(cell.config)
+        cfg = load_config(cell.config, cfg_options)
         backbone, p, head = describe_model(cfg)
         metrics = read_test_metrics(cell.work_dir)
         sec_per_iter, peak_mb = read_train_scalars(cell.work_dir)

@@ -1,0 +1,82 @@
+"""The sweep: cells trained + tested through the tools, report read from mmengine's files, resumable."""
+import csv
+import glob
+import json
+import os.path as osp
+import subprocess
+import sys
+
+import pytest
+
+from mmpatch.sweep import report
+from mmpatch.sweep.cells import make_cells
+
+REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
+CELLS = ['configs/toy/vit_t_p8_linear.py', 'configs/toy/vit_t_p8_upernet.py']
+
+
+def _sweep(work_dir, data_root, *extra):
+    opts = [f'{split}_dataloader.dataset.data_root={data_root}' for split in ('train', 'val', 'test')]
+    opts += ['train_cfg.max_iters=4', 'train_cfg.val_interval=4', 'default_hooks.checkpoint.interval=4',
+             'param_scheduler.0.end=2', 'param_scheduler.1.begin=2', 'param_scheduler.1.end=4']
+    cmd = [sys.executable, 'tools/sweep.py', *CELLS, '--work-dir', str(work_dir), *extra,
+           '--cfg-options', *opts]
+    return subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300)
+
+
+@pytest.fixture(scope='module')
+def finished_sweep(toy_seg_root, tmp_path_factory):
+    work_dir = tmp_path_factory.mktemp('sweep')
+    proc = _sweep(work_dir, toy_seg_root)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    return work_dir, proc.stdout
+
+
+def test_report_reads_what_the_tools_wrote(finished_sweep):
+    work_dir, stdout = finished_sweep
+    with open(osp.join(work_dir, 'results.csv')) as f:
+        rows = {r['config']: r for r in csv.DictReader(f)}
+    assert set(rows) == {'vit_t_p8_linear', 'vit_t_p8_upernet'}
+    for name, row in rows.items():
+        (metrics_file,) = glob.glob(osp.join(work_dir, name, 'test', '*', '*.json'))
+        with open(metrics_file) as f:
+            assert float(row['mIoU']) == pytest.approx(json.load(f)['mIoU'])
+        assert row['patch_size'] == '8'
+    assert rows['vit_t_p8_linear']['head'] == 'linear' and rows['vit_t_p8_upernet']['head'] == 'upernet'
+    assert float(rows['vit_t_p8_upernet']['params_M']) > float(rows['vit_t_p8_linear']['params_M'])
+    assert osp.getsize(osp.join(work_dir, 'results.png')) > 1000
+    table = open(osp.join(work_dir, 'results.md')).read()
+    assert '| 8 |' in table and 'majority class' in table
+    assert 'results.png' in stdout
+
+
+def test_finished_cells_are_skipped(finished_sweep, toy_seg_root):
+    work_dir, _ = finished_sweep
+    before = {p: osp.getmtime(p) for p in glob.glob(osp.join(work_dir, '*', 'done.json'))}
+    proc = _sweep(work_dir, toy_seg_root, '--no-baseline')
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert '2 already done' in proc.stdout
+    assert before == {p: osp.getmtime(p) for p in before}
+
+
+def test_bad_sweep_inputs_fail_clearly(tmp_path):
+    with pytest.raises(FileNotFoundError, match='config not found: nope.py'):
+        make_cells(['nope.py'], str(tmp_path))
+    with pytest.raises(ValueError, match='key=value'):
+        report.load_config(osp.join(REPO, CELLS[0]), ['no_equals_sign'])
+    proc = subprocess.run([sys.executable, 'tools/sweep.py', '--backbones', 'vit_t'], cwd=REPO,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode != 0 and 'a grid needs --config-dir --patch-sizes --heads' in proc.stderr
+
+
+def test_majority_class_miou_matches_its_definition():
+    class FakeSample:
+        def __init__(self, seg):
+            import torch
+            from mmengine.structures import PixelData
+            self.gt_sem_seg = PixelData(data=torch.tensor(seg)[None])
+    # class 0 is the majority (5 of 8 labelled pixels); 255 is ignored.
+    segs = [[[0, 0, 1, 255]], [[0, 0, 0, 2]], [[2, 255, 255, 255]]]
+    dataset = [dict(data_samples=FakeSample(s)) for s in segs]
+    # IoU(0) = 5 / 8, IoU(1) = IoU(2) = 0; class 3 never occurs and is left out.
+    assert report.majority_class_miou(dataset, num_classes=4) == pytest.approx(100 * (5 / 8) / 3)
