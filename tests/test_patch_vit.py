@@ -282,3 +282,16 @@ def test_bench_script_cpu_smoke(tmp_path):
     assert all(row['ours_img_s'] > 0 and row['timm_img_s'] > 0 for row in table)
     for ext in ('csv', 'json', 'md'):
         assert (tmp_path / f'bench_vit_vs_timm.{ext}').stat().st_size > 0
+
+
+def test_with_cp_backward_after_two_forwards_in_one_autocast_region():
+    """Selective checkpointing replays the block op by op; autocast's weight-cast cache from an
+    earlier forward in the same region must not change that replay."""
+    m = PatchViT(arch=dict(embed_dims=32, num_layers=2, num_heads=2), patch_size=4, img_size=32,
+                 with_cp=True).train()
+    x = torch.randn(2, 3, 32, 32)
+    with torch.autocast('cpu', dtype=torch.bfloat16):
+        m(x)
+        y = m(x)[0]
+    y.float().sum().backward()
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in m.blocks.parameters())

@@ -1,4 +1,5 @@
 """Plain ViT backbone at any patch size (1..32) for mmseg and mmdet."""
+import contextlib
 import functools
 import math
 
@@ -90,8 +91,21 @@ def compiled_block_call():
 
 def _run_block(call, block, x, backends):
     """One block under the chosen attention kernels (re-entered when a checkpoint recomputes)."""
-    with sdpa_backend_context(backends):
+    with sdpa_backend_context(backends), _uncached_autocast(x.device.type):
         return call(block, x)
+
+
+def _uncached_autocast(device_type):
+    """Autocast as set by the caller, but without its weight-cast cache.
+
+    A cached cast made outside a checkpointed block (e.g. by an earlier forward in the
+    same autocast region) is not redone when the block recomputes, which breaks
+    selective checkpointing's op-by-op replay; uncached casts replay identically.
+    """
+    get_dtype = getattr(torch, 'get_autocast_dtype', None)  # torch >= 2.4
+    if get_dtype is None or not torch.is_autocast_enabled(device_type):
+        return contextlib.nullcontext()
+    return torch.autocast(device_type, dtype=get_dtype(device_type), cache_enabled=False)
 
 
 def _save_attention_context():
