@@ -15,8 +15,6 @@ import math
 
 import torch
 import torch.nn as nn
-from mmengine.logging import print_log
-from mmengine.model import BaseModule
 from timm.layers import DropPath, lecun_normal_, trunc_normal_
 from torch.utils.checkpoint import checkpoint
 
@@ -25,8 +23,8 @@ from ..layers.mamba2_mixer import IMPLS, Mamba2Mixer
 from ..layers.patch_embed import PatchEmbed
 from ..layers.pos_embed import resample_grid_pos_embed
 from ..layers.swiglu import SwiGLU
-from ..utils.adventurer_convert import adventurer_to_patch_mamba, read_state_dict
-from ..utils.checkpoint_filter import load_state_dict_strict
+from ..utils.adventurer_convert import adventurer_to_patch_mamba
+from .plain_backbone import PlainBackbone
 
 ARCH_SETTINGS = {
     'tiny': dict(embed_dims=256, num_layers=12),
@@ -124,7 +122,7 @@ class AdventurerBlock(nn.Module):
 
 
 @register_seg_det_model
-class PatchMamba(BaseModule):
+class PatchMamba(PlainBackbone):
     """Adventurer backbone: returns NCHW maps at stride ``patch_size``.
 
     Args:
@@ -149,6 +147,7 @@ class PatchMamba(BaseModule):
         init_cfg: ``dict(type='Pretrained', checkpoint=PATH, prefix=None)`` loads
             official Adventurer or mmpatch weights strictly (``load_pretrained``).
     """
+    block_prefix = 'layers.'  # state-dict prefix of the blocks (layer-depth ranks)
 
     def __init__(self, arch='base', patch_size=16, img_size=224, in_channels=3, out_indices=-1,
                  drop_path_rate=0., with_cp=False, final_norm=True, flip_schedule='paper',
@@ -196,36 +195,9 @@ class PatchMamba(BaseModule):
                 with torch.no_grad():
                     m.out_proj.weight /= math.sqrt(self.num_layers)
 
-    def init_weights(self):
-        cfg = self.init_cfg
-        pretrained = [c for c in (cfg if isinstance(cfg, list) else [cfg])
-                      if isinstance(c, dict) and c.get('type') == 'Pretrained']
-        if not pretrained:
-            super().init_weights()
-            return
-        if not isinstance(cfg, dict) or set(cfg) - {'type', 'checkpoint', 'prefix'}:
-            raise ValueError(f'PatchMamba takes init_cfg=dict(type="Pretrained", checkpoint=PATH, '
-                             f'prefix=None) alone, got {cfg!r}')
-        self.load_pretrained(cfg['checkpoint'], cfg.get('prefix'))
-        self._is_init = True
-
-    def load_pretrained(self, path, prefix=None):
-        """Load official Adventurer / mmpatch weights from ``path``; any misfit raises listing keys."""
-        state_dict = adventurer_to_patch_mamba(read_state_dict(path, prefix), self)
-        load_state_dict_strict(self, state_dict, source=str(path))
-        print_log(f'PatchMamba: loaded {path} (prefix={prefix!r})', logger='current')
-
-    def get_layer_depth(self, param_name, prefix=''):
-        """mmpretrain's layer-wise decay rank: embeddings 0, block i -> i + 1, rest last."""
-        num_depths = self.num_layers + 2
-        if not param_name.startswith(prefix):
-            return num_depths - 1, num_depths
-        name = param_name[len(prefix):]
-        if name in ('cls_token', 'pos_embed') or name.startswith('patch_embed.'):
-            return 0, num_depths
-        if name.startswith('layers.'):
-            return int(name.split('.')[1]) + 1, num_depths
-        return num_depths - 1, num_depths
+    def convert_state_dict(self, state_dict):
+        """Official Adventurer / mmpatch weights -> this model's keys, patch / position embeddings adapted."""
+        return adventurer_to_patch_mamba(state_dict, self)
 
     def _embed(self, x):
         """Image -> tokens (B, h*w + 1, C) with position embeddings, class token last; and (h, w)."""

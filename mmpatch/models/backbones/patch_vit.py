@@ -6,17 +6,15 @@ import math
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from mmengine.logging import print_log
-from mmengine.model import BaseModule
 from timm.layers import DropPath, trunc_normal_
 from torch.utils import checkpoint as torch_checkpoint
 
 from ...registry import register_seg_det_model
 from ..layers.patch_embed import PatchEmbed
 from ..layers.pos_embed import resample_grid_pos_embed
-from ..utils.checkpoint_filter import load_state_dict_strict
 from ..utils.sdpa_backend import ATTN_BACKENDS, resolve_sdpa_backends, sdpa_backend_context
 from ..utils.timm_vit_convert import read_state_dict, timm_vit_to_patch_vit
+from .plain_backbone import PlainBackbone
 
 ARCH_SETTINGS = {
     'tiny': dict(embed_dims=192, num_layers=12, num_heads=3, mlp_ratio=4.),
@@ -159,7 +157,7 @@ class ViTBlock(nn.Module):
 
 
 @register_seg_det_model
-class PatchViT(BaseModule):
+class PatchViT(PlainBackbone):
     """Plain ViT (timm parameter names) at any patch size 1..32, for dense prediction.
 
     Inputs whose height or width the patch size ``p`` does not divide are
@@ -198,6 +196,7 @@ class PatchViT(BaseModule):
         init_cfg: ``dict(type='Pretrained', checkpoint=PATH, prefix=None)``
             loads timm / DeiT / mmpatch weights strictly (see ``load_pretrained``).
     """
+    block_prefix = 'blocks.'  # state-dict prefix of the blocks (layer-depth ranks)
 
     def __init__(self, arch='base', patch_size=16, img_size=224, in_channels=3, out_indices=-1,
                  with_cls_token=True, final_norm=True, drop_path_rate=0., with_cp=False,
@@ -239,36 +238,9 @@ class PatchViT(BaseModule):
                 trunc_normal_(m.weight, std=.02)
                 nn.init.zeros_(m.bias)
 
-    def init_weights(self):
-        cfg = self.init_cfg
-        pretrained = [c for c in (cfg if isinstance(cfg, list) else [cfg])
-                      if isinstance(c, dict) and c.get('type') == 'Pretrained']
-        if not pretrained:
-            super().init_weights()
-            return
-        if not isinstance(cfg, dict) or set(cfg) - {'type', 'checkpoint', 'prefix'}:
-            raise ValueError(f'PatchViT takes init_cfg=dict(type="Pretrained", checkpoint=PATH, '
-                             f'prefix=None) alone, got {cfg!r}')
-        self.load_pretrained(cfg['checkpoint'], cfg.get('prefix'))
-        self._is_init = True
-
-    def load_pretrained(self, path, prefix=None):
-        """Load timm / DeiT / mmpatch ViT weights from ``path``; any misfit raises listing the keys."""
-        state_dict = timm_vit_to_patch_vit(read_state_dict(path, prefix), self)
-        load_state_dict_strict(self, state_dict, source=str(path))
-        print_log(f'PatchViT: loaded {path} (prefix={prefix!r})', logger='current')
-
-    def get_layer_depth(self, param_name, prefix=''):
-        """mmpretrain's layer-wise decay rank: embeddings 0, block i -> i + 1, rest last."""
-        num_depths = self.num_layers + 2
-        if not param_name.startswith(prefix):
-            return num_depths - 1, num_depths
-        name = param_name[len(prefix):]
-        if name in ('cls_token', 'pos_embed') or name.startswith('patch_embed.'):
-            return 0, num_depths
-        if name.startswith('blocks.'):
-            return int(name.split('.')[1]) + 1, num_depths
-        return num_depths - 1, num_depths
+    def convert_state_dict(self, state_dict):
+        """Timm / DeiT / mmpatch ViT weights -> this model's keys, patch / position embeddings adapted."""
+        return timm_vit_to_patch_vit(state_dict, self)
 
     def _embed(self, x):
         """Image -> tokens with position embeddings (B, prefix + h*w, C), and the grid (h, w)."""
