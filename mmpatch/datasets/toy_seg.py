@@ -3,18 +3,20 @@
 ADE20K layout and convention (``reduce_zero_label=True``: file value 0 is
 unlabelled and becomes 255, file values 1..K become classes 0..K-1), PNG
 images. ``num_classes`` must match the generator's; when ``data_root`` holds
-the generator's ``meta.json`` a mismatch is an error.
+the generator's ``meta.json`` a mismatch is an error. Every sample is checked
+(``sample_checks.py``): unreadable files and out-of-range labels are named.
 """
 import os.path as osp
 
 from mmseg.datasets import BaseSegDataset
 from mmseg.registry import DATASETS
 
+from .sample_checks import SampleChecksMixin
 from .toy_scenes import read_meta, toy_seg_metainfo
 
 
 @DATASETS.register_module()
-class ToySegDataset(BaseSegDataset):
+class ToySegDataset(SampleChecksMixin, BaseSegDataset):
     """Toy scenes with thin strokes and small objects; classes ``region_*``, ``stroke_*``, ``object_*``.
 
     Args:

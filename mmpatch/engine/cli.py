@@ -6,7 +6,13 @@ picks the package whose runner registry, visualization hook semantics and
 Dataset folders/files of the dataloaders (and evaluator ann_files) are checked
 before the Runner is built. Bad input (no or unknown scope, missing config,
 dataset path or checkpoint, options the config cannot take) ends with one line
-``<tool>: error: ...`` on stderr and exit code 2, no traceback.
+``<tool>: error: ...`` on stderr and exit code 2, no traceback; so do a bad dataset
+file (``DataError``) and a checkpoint that does not fit the model (its keys
+listed below the line). Failures while training (CUDA out of memory, a
+non-finite loss) end the same way with exit code 1 and the fix in the line.
+Every training run saves checkpoints atomically (``AtomicCheckpointHook``)
+and stops at the first NaN/inf loss (``FiniteLossHook``); see
+docs/robustness.md.
 """
 import argparse
 import copy
@@ -15,9 +21,16 @@ import os
 import os.path as osp
 import sys
 import warnings
+import zipfile
 
+import torch
 from mmengine.config import Config, ConfigDict, DictAction
 from mmengine.logging import print_log
+
+from mmpatch.datasets.sample_checks import DataError, original_message
+from mmpatch.engine.atomic_checkpoint import latest_complete_checkpoint
+from mmpatch.engine.finite_loss_hook import NonFiniteLossError
+from mmpatch.models.utils.checkpoint_filter import CheckpointMismatchError, state_dict_mismatch
 
 SCOPES = ('mmseg', 'mmdet')
 LAUNCHERS = ('none', 'pytorch', 'slurm', 'mpi')
@@ -37,6 +50,10 @@ warnings.filterwarnings('ignore', message='pkg_resources is deprecated', categor
 
 class CliError(Exception):
     """A user error: reported as one line, without traceback."""
+
+
+class TrainingFailure(Exception):
+    """Training could not go on (e.g. out of memory): reported as one line, exit code 1."""
 
 
 # ----------------------------------------------------------------------------- parsers
@@ -203,16 +220,101 @@ def enable_auto_scale_lr(cfg):
 
 
 def set_resume(cfg, resume):
-    """mmengine semantics: resume=True with load_from None finds the latest checkpoint."""
+    """Resume from ``resume``, or ('auto') from the newest complete checkpoint in the work dir.
+
+    mmengine's own 'auto' trusts ``last_checkpoint`` blindly; here a file it
+    names that is missing or truncated is skipped for the newest complete one.
+    """
     if resume is None:
         return
     cfg.resume = True
     if resume == 'auto':
-        cfg.load_from = None
+        latest = latest_complete_checkpoint(cfg.work_dir) if osp.isdir(cfg.work_dir) else None
+        if latest is None:  # a fresh start (from the config's load_from, if it has one)
+            print_log(f'--resume: no complete checkpoint in {cfg.work_dir}; training from the start',
+                      logger='current', level=logging.WARNING)
+            cfg.resume = False
+        else:
+            cfg.load_from = latest
     else:
         if not _is_remote(resume) and not osp.isfile(resume):
             raise CliError(f'--resume checkpoint not found: {resume}')
         cfg.load_from = resume
+
+
+def use_atomic_checkpoints(cfg):
+    """Swap a plain CheckpointHook for AtomicCheckpointHook (same arguments)."""
+    hook = (cfg.get('default_hooks') or {}).get('checkpoint')
+    if isinstance(hook, dict) and hook.get('type') in ('CheckpointHook', 'mmengine.CheckpointHook'):
+        hook['type'] = 'AtomicCheckpointHook'
+
+
+def add_finite_loss_hook(cfg):
+    """Append FiniteLossHook to custom_hooks unless the config has it."""
+    hooks = list(cfg.get('custom_hooks') or [])
+    if not any(isinstance(h, dict) and h.get('type') == 'FiniteLossHook' for h in hooks):
+        hooks.append(dict(type='FiniteLossHook'))
+    cfg.custom_hooks = hooks
+
+
+def _oom_site(err):
+    """The model part (class) that ran out of memory: the first module below the top model."""
+    modules = []
+    tb = err.__traceback__
+    while tb is not None:
+        owner = tb.tb_frame.f_locals.get('self')
+        if isinstance(owner, torch.nn.Module) and type(owner).__name__ not in modules:
+            modules.append(type(owner).__name__)
+        tb = tb.tb_next
+    return modules[1] if len(modules) > 1 else (modules[0] if modules else None)
+
+
+def out_of_memory_message(cfg, err):
+    """One line: where memory ran out and the config changes that need less of it."""
+    model = cfg.get('model') or {}
+    backbone = model.get('backbone') or (model.get('module') or {}).get('backbone') or {}
+    fixes = []
+    if backbone.get('with_cp') is False:
+        fixes.append('activation checkpointing (--cfg-options model.backbone.with_cp=True)')
+    batch = (cfg.get('train_dataloader') or {}).get('batch_size')
+    if batch and batch > 1:
+        fixes.append(f'a smaller batch (train_dataloader.batch_size={batch // 2}, now {batch}; more GPUs '
+                     'keep the total)')
+    if (cfg.get('optim_wrapper') or {}).get('type') != 'AmpOptimWrapper':
+        fixes.append('bf16 autocast (--amp --cfg-options optim_wrapper.dtype=bfloat16)')
+    if not fixes:
+        fixes.append('more GPUs with a smaller per-GPU batch, or FSDP (docs/robustness.md)')
+    site = _oom_site(err)
+    detail = str(err).strip().splitlines()[0] if str(err).strip() else 'no detail'
+    return (f'CUDA out of memory while training{f" in {site}" if site else ""} ({detail[:200]}); '
+            f'fix: {"; or ".join(fixes)}')
+
+
+def _model_of(runner):
+    """The bare model of a runner (through DDP/FSDP wrappers and TTA), or None before it is built."""
+    from mmengine.model import BaseTTAModel, is_model_wrapper
+    model = runner.model
+    while is_model_wrapper(model) or isinstance(model, BaseTTAModel):
+        model = model.module
+    return model if isinstance(model, torch.nn.Module) else None
+
+
+def check_checkpoint_fits(runner, path):
+    """Raise CheckpointMismatchError listing the keys if ``path`` was saved from another model.
+
+    mmengine loads checkpoints for testing and resuming non-strictly (a wrong
+    width or architecture only logs a warning and leaves weights random).
+    """
+    model = _model_of(runner)
+    if model is None or not path or _is_remote(path) or not osp.isfile(path):
+        return
+    # the runner loads it again right after; mmap keeps this read cheap (zip-format files)
+    ckpt = torch.load(path, map_location='cpu', mmap=zipfile.is_zipfile(path))
+    state_dict = ckpt.get('state_dict', ckpt) if isinstance(ckpt, dict) else {}
+    state_dict = {k[len('module.'):] if k.startswith('module.') else k: v for k, v in state_dict.items()}
+    message = state_dict_mismatch(model, state_dict, source=path)
+    if message:
+        raise CheckpointMismatchError(message)
 
 
 # ----------------------------------------------------------------------------- test options
@@ -283,9 +385,17 @@ def train_main(argv=None):
     if args.auto_scale_lr:
         enable_auto_scale_lr(cfg)
     set_resume(cfg, args.resume)
+    use_atomic_checkpoints(cfg)
+    add_finite_loss_hook(cfg)
     loaders = ['train_dataloader'] + (['val_dataloader'] if cfg.get('val_cfg') else [])
     check_data_paths(cfg, loaders, ['val_evaluator'] if cfg.get('val_cfg') else [], scope)
-    build_runner(cfg, scope).train()
+    runner = build_runner(cfg, scope)
+    if cfg.get('resume'):
+        check_checkpoint_fits(runner, cfg.load_from)
+    try:
+        runner.train()
+    except torch.cuda.OutOfMemoryError as err:
+        raise TrainingFailure(out_of_memory_message(cfg, err)) from err
 
 
 def test_main(argv=None):
@@ -307,15 +417,28 @@ def test_main(argv=None):
             raise CliError(f'--out for detection must be a .pkl file, got {args.out}')
     check_data_paths(cfg, ['test_dataloader'], ['test_evaluator'], scope)
     runner = build_runner(cfg, scope)
+    check_checkpoint_fits(runner, args.checkpoint)
     if args.out is not None and scope == 'mmdet':
         add_det_dump(runner, args.out)
     runner.test()
 
 
 def run(main, prog):
-    """Run ``main``; a CliError becomes ``prog: error: message`` on stderr and exit code 2."""
+    """Run ``main``; a known failure becomes ``prog: error: message`` on stderr, no traceback.
+
+    Exit code 2: bad input (CLI, config, data files, checkpoint); 1: training
+    failed (out of memory, non-finite loss).
+    """
     try:
         main()
-    except CliError as e:
-        print(f'{prog}: error: {e}', file=sys.stderr)
-        sys.exit(2)
+    except (CliError, CheckpointMismatchError) as e:
+        _fail(prog, str(e), 2)
+    except DataError as e:
+        _fail(prog, original_message(e), 2)
+    except (TrainingFailure, NonFiniteLossError) as e:
+        _fail(prog, str(e), 1)
+
+
+def _fail(prog, message, code):
+    print(f'{prog}: error: {message}', file=sys.stderr)
+    sys.exit(code)

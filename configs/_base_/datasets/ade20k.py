@@ -6,3 +6,9 @@
 _base_ = 'mmseg::_base_/datasets/ade20k.py'
 data_root = 'data/ade/ADEChallengeData2016'
 crop_size = (512, 512)  # as in the base; children that change it must also change the pipelines
+# mmseg's ADE20KDataset plus per-sample checks (mmpatch/datasets/sample_checks.py): a missing or
+# undecodable file, or a label outside the 150 classes, stops with an error naming the file.
+# (Registered by `import mmpatch`, which every leaf config's custom_imports does.)
+train_dataloader = dict(dataset=dict(type='CheckedADE20KDataset'))
+val_dataloader = dict(dataset=dict(type='CheckedADE20KDataset'))
+test_dataloader = val_dataloader

@@ -51,19 +51,33 @@ def _square_grid(num_tokens):
     return (side, side) if side > 0 and side * side == num_tokens else None
 
 
-def load_state_dict_strict(model, state_dict, source='checkpoint'):
-    """Load ``state_dict`` into ``model``; raise listing every missing, unexpected or misshapen key."""
+MISMATCH_FIX = ('fix: use a checkpoint of this architecture and width (embed_dims, num_layers), '
+                'or set the config\'s arch to the checkpoint\'s')
+
+
+def state_dict_mismatch(model, state_dict, source='checkpoint'):
+    """A message listing the missing, unexpected and misshapen keys; None when ``state_dict`` fits."""
     own = model.state_dict()
     missing = sorted(set(own) - set(state_dict))
     unexpected = sorted(set(state_dict) - set(own))
-    misshapen = sorted(f'{k}: {tuple(state_dict[k].shape)} in {source}, {tuple(own[k].shape)} in model'
-                       for k in set(own) & set(state_dict) if state_dict[k].shape != own[k].shape)
-    if missing or unexpected or misshapen:
-        lines = [f'{source} does not fit {type(model).__name__}:']
-        for name, keys in (('missing', missing), ('unexpected', unexpected), ('shape mismatch', misshapen)):
-            if keys:
-                lines.append(f'  {name} ({len(keys)}): ' + ', '.join(keys[:20]) + (' ...' if len(keys) > 20 else ''))
-        raise CheckpointMismatchError('\n'.join(lines))
+    shape = {k: tuple(getattr(state_dict[k], 'shape', ())) for k in set(own) & set(state_dict)}
+    misshapen = sorted(f'{k}: {s} in {source}, {tuple(own[k].shape)} in model'
+                       for k, s in shape.items() if s != tuple(own[k].shape))
+    if not (missing or unexpected or misshapen):
+        return None
+    lines = [f'{source} does not fit {type(model).__name__}:']
+    for name, keys in (('missing', missing), ('unexpected', unexpected), ('shape mismatch', misshapen)):
+        if keys:
+            lines.append(f'  {name} ({len(keys)}): ' + ', '.join(keys[:20]) + (' ...' if len(keys) > 20 else ''))
+    lines.append(f'  {MISMATCH_FIX}')
+    return '\n'.join(lines)
+
+
+def load_state_dict_strict(model, state_dict, source='checkpoint'):
+    """Load ``state_dict`` into ``model``; raise listing every missing, unexpected or misshapen key."""
+    message = state_dict_mismatch(model, state_dict, source)
+    if message:
+        raise CheckpointMismatchError(message)
     with torch.no_grad():
         model.load_state_dict(state_dict, strict=True)
 
