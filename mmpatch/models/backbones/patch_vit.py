@@ -93,6 +93,9 @@ def _run_block(call, block, x, backends):
         return call(block, x)
 
 
+_AUTOCAST_DEVICES = ('cpu', 'cuda', 'xpu', 'mps', 'hpu')  # e.g. 'meta' (FLOP counting) has none
+
+
 def _uncached_autocast(device_type):
     """Autocast as set by the caller, but without its weight-cast cache.
 
@@ -101,7 +104,8 @@ def _uncached_autocast(device_type):
     selective checkpointing's op-by-op replay; uncached casts replay identically.
     """
     get_dtype = getattr(torch, 'get_autocast_dtype', None)  # torch >= 2.4
-    if get_dtype is None or not torch.is_autocast_enabled(device_type):
+    if get_dtype is None or device_type not in _AUTOCAST_DEVICES \
+            or not torch.is_autocast_enabled(device_type):
         return contextlib.nullcontext()
     return torch.autocast(device_type, dtype=get_dtype(device_type), cache_enabled=False)
 
