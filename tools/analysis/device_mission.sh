@@ -8,6 +8,7 @@
 #      tools/analysis/summarize_run.py (median s/iter without the first iteration, img/s, peak
 #      memory of rank 0; nvidia-smi samples every GPU's memory.used every second).
 # Device call: source .device-kit/setup.sh && bash tools/analysis/device_mission.sh GPUS ITERS
+# (MISSION_NUM_TRAIN=N: fewer training images, for a quick rerun; default 200)
 # Writes $OUT/mission_g<GPUS>/{summary.json,train.log,test.log,nvidia_smi.csv}.
 set -o pipefail
 GPUS=${1:?usage: device_mission.sh GPUS ITERS}
@@ -21,7 +22,7 @@ BATCH=2  # the config's per-GPU batch
 mkdir -p "$RES"
 export PYTHONPATH=$PYTHONPATH:. PYTHONUNBUFFERED=1
 [ -f "$DATA/meta.json" ] || python3 tools/data/make_toy.py seg --out "$DATA" --img-size 512 \
-    --num-train 200 --num-val 8 --num-classes 150 || exit 1
+    --num-train ${MISSION_NUM_TRAIN:-200} --num-val 8 --num-classes 150 || exit 1
 POINT=()
 for split in train val test; do
   POINT+=("${split}_dataloader.dataset.data_root=$DATA" "${split}_dataloader.dataset.img_suffix=.png")
