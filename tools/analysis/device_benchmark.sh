@@ -4,6 +4,9 @@
 #                      (ours compiled / ours eager / timm / mmseg), mmseg training iteration.
 #   round2 (~4 min):   ViT-B p1 (selective checkpointing) and Adventurer-B p16..p1 (mamba_ssm),
 #                      appended to round 1's CSVs (folder ROUND1_DIR in the working tree).
+#   small (~5 min):    the small-patch rows alone, in one run: matmul ceiling, ViT-B p2 ours /
+#                      timm / mmseg, ViT-B p1 ours, Adventurer-B p2 and p1, then the mmseg
+#                      training iteration against the backbone step (bench_seg_iteration.py).
 # Device call (carry .device-kit; the tree travels without .git, so name the commit):
 #   source .device-kit/setup.sh && export PYTHONPATH=$PYTHONPATH:. && \
 #     MMPATCH_COMMIT=<sha> bash tools/analysis/device_benchmark.sh round1
@@ -26,6 +29,12 @@ case $1 in
     timeout 330 python3 tools/analysis/benchmark.py --sections models \
       --backbones PatchViT PatchMamba --out "$OUT" 2>&1 | tee "$OUT/log2.txt"
     ;;
-  *) echo "usage: $0 round1 | round2 ROUND1_DIR"; exit 2 ;;
+  small)
+    timeout 250 python3 tools/analysis/benchmark.py --sections ceilings models --patch-sizes 2 1 \
+      --backbones PatchViT timm mmseg PatchMamba --out "$OUT" 2>&1 | tee "$OUT/log.txt"
+    timeout 80 python3 tools/analysis/bench_seg_iteration.py --out "$OUT" 2>&1 \
+      | tee -a "$OUT/log.txt" | grep -v -e ' - mmengine - INFO - ' -e '^decode_head\.' -e '^backbone\.'
+    ;;
+  *) echo "usage: $0 round1 | round2 ROUND1_DIR | small"; exit 2 ;;
 esac
 python3 tools/analysis/benchmark.py --sections report --out "$OUT" 2>&1 | tail -40

@@ -8,7 +8,8 @@
 #      tools/analysis/summarize_run.py (median s/iter without the first iteration, img/s, peak
 #      memory of rank 0; nvidia-smi samples every GPU's memory.used every second).
 # Device call: source .device-kit/setup.sh && bash tools/analysis/device_mission.sh GPUS ITERS
-# (MISSION_NUM_TRAIN=N: fewer training images, for a quick rerun; default 200)
+# (MISSION_NUM_TRAIN=N: fewer training images, for a quick rerun; default 200;
+#  MISSION_SKIP_TEST=1: training only, e.g. the 1-GPU baseline of the scaling efficiency)
 # Writes $OUT/mission_g<GPUS>/{summary.json,train.log,test.log,nvidia_smi.csv}.
 set -o pipefail
 GPUS=${1:?usage: device_mission.sh GPUS ITERS}
@@ -36,7 +37,7 @@ trap 'kill $SMI 2>/dev/null' EXIT
 PORT=$((29500 + GPUS)) bash tools/dist_train.sh $CONFIG "$GPUS" --work-dir "$WORK" \
     --cfg-options "${SHORT[@]}" "${POINT[@]}" 2>&1 | grep -v -e "^  warnings.warn" > "$RES/train.log"
 grep -E "Iter\(train\)" "$RES/train.log" | tail -n "$ITERS"
-PORT=$((29510 + GPUS)) bash tools/dist_test.sh $CONFIG "$WORK/iter_$ITERS.pth" "$GPUS" \
+[ -n "$MISSION_SKIP_TEST" ] || PORT=$((29510 + GPUS)) bash tools/dist_test.sh $CONFIG "$WORK/iter_$ITERS.pth" "$GPUS" \
     --work-dir "$WORK/test" --cfg-options "${POINT[@]}" 2>&1 | grep -v "^  warnings.warn" \
     > "$RES/test.log"
 grep -E "Iter\(test\).*mIoU" "$RES/test.log"
