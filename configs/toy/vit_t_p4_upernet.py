@@ -1,5 +1,5 @@
 # TOY-SIZE model on the toy seg set (64x64 images, 8 classes), for a CPU: fp32, no AMP, no
-# activation checkpointing, 200 iterations on 32x32 crops (configs/_base_/toy_seg_recipe.py).
+# activation checkpointing, 400 iterations on 32x32 crops (configs/_base_/toy_seg_recipe.py).
 # Backbone: ViT (DeiT), embed 64, 4 blocks, 2 heads, patch 4x4.
 # Decoder: UperNet (PatchPyramidNeck + UPerHead).
 # Data: python tools/data/make_toy.py seg --out data/toy_seg

@@ -1,5 +1,5 @@
 # TOY-SIZE model on the toy seg set (64x64 images, 8 classes), for a CPU: fp32, no AMP, no
-# activation checkpointing, 200 iterations on 32x32 crops (configs/_base_/toy_seg_recipe.py).
+# activation checkpointing, 400 iterations on 32x32 crops (configs/_base_/toy_seg_recipe.py).
 # Backbone: ViT (DeiT), embed 64, 4 blocks, 2 heads, patch 8x8.
 # Decoder: linear head (the paper's decoder-free "None" row).
 # Data: python tools/data/make_toy.py seg --out data/toy_seg

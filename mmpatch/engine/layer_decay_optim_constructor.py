@@ -8,7 +8,7 @@ from mmengine.registry import OPTIM_WRAPPER_CONSTRUCTORS
 
 BACKBONE_PREFIX = 'backbone.'
 DEFAULT_NO_DECAY_NAMES = ('pos_embed', 'cls_token')
-LAYER_DECAY_KEYS = {'layer_decay_rate', 'no_decay_names', 'bypass_duplicate'}
+LAYER_DECAY_KEYS = {'layer_decay_rate', 'decoder_lr_mult', 'no_decay_names', 'bypass_duplicate'}
 
 
 def layer_decay_lr_scale(layer_depth, num_depths, decay_rate):
@@ -30,13 +30,14 @@ class LayerDecayOptimWrapperConstructor(DefaultOptimWrapperConstructor):
     With ``paramwise_cfg=dict(layer_decay_rate=r)`` a backbone parameter gets
     ``lr = base_lr * r ** (num_depths - 1 - depth)``, where ``(depth,
     num_depths) = model.backbone.get_layer_depth(name)`` (name without the
-    ``backbone.`` prefix); parameters outside the backbone get the base lr.
+    ``backbone.`` prefix); parameters outside the backbone (neck, heads) get
+    ``base_lr * decoder_lr_mult`` (default 1: the base lr).
     Weight decay is 0 for 1-D parameters (norms, biases) and for parameters
     whose last name part is in ``no_decay_names`` (default pos_embed,
     cls_token); the rest get the base weight decay. Parameters with the same
     (lr, weight decay) share one param group.
 
-    ``paramwise_cfg`` keys: ``layer_decay_rate``, ``no_decay_names``,
+    ``paramwise_cfg`` keys: ``layer_decay_rate``, ``decoder_lr_mult``, ``no_decay_names``,
     ``bypass_duplicate`` (skip, rather than reject, a parameter shared by two
     modules). Without ``layer_decay_rate`` this is exactly mmengine's default
     constructor (all of its ``paramwise_cfg`` keys work then).
@@ -57,6 +58,10 @@ class LayerDecayOptimWrapperConstructor(DefaultOptimWrapperConstructor):
             raise ValueError(f'layer_decay_rate must be a number in (0, 1], got {rate!r}')
         if self.base_lr is None:
             raise ValueError('layer_decay_rate needs optimizer.lr to be set')
+        mult = cfg.get('decoder_lr_mult', 1.)
+        if isinstance(mult, bool) or not isinstance(mult, (int, float)) or not mult > 0:
+            raise ValueError(f'decoder_lr_mult must be a positive number, got {mult!r}')
+        self.decoder_lr_mult = float(mult)
         self.no_decay_names = tuple(cfg.get('no_decay_names', DEFAULT_NO_DECAY_NAMES))
         self.bypass_duplicate = cfg.get('bypass_duplicate', False)
 
@@ -84,7 +89,7 @@ class LayerDecayOptimWrapperConstructor(DefaultOptimWrapperConstructor):
             seen[id(param)] = name
             if not param.requires_grad:
                 continue
-            scale = 1.
+            scale = self.decoder_lr_mult
             if name.startswith(BACKBONE_PREFIX):
                 depth, num_depths = backbone.get_layer_depth(name[len(BACKBONE_PREFIX):])
                 scale = layer_decay_lr_scale(depth, num_depths, self.layer_decay_rate)
