@@ -24,6 +24,7 @@ REPO = Path(__file__).resolve().parents[1]
 ADE_CONFIGS = sorted((REPO / 'configs' / 'ade20k').glob('*.py'))
 TOY_CONFIGS = sorted(p for p in (REPO / 'configs' / 'toy').glob('*_t_p*_*.py')
                      if re.fullmatch(r'(vit|adventurer)_t_p\d+_(linear|upernet)', p.stem))
+TOY_GPU_CONFIGS = sorted((REPO / 'configs' / 'toy_gpu').glob('*.py'))
 ARCH_DIMS = {'PatchViT': patch_vit.ARCH_SETTINGS, 'PatchMamba': patch_mamba.ARCH_SETTINGS}
 ARCH_NAMES = {'t': 'tiny', 's': 'small', 'b': 'base'}
 FAMILY_TYPES = {'vit': 'PatchViT', 'adventurer': 'PatchMamba'}
@@ -62,8 +63,10 @@ def as_list(x):
     return list(x) if isinstance(x, (list, tuple)) else [x]
 
 
-def test_there_are_60_ade20k_and_16_toy_configs():
-    assert len(ADE_CONFIGS) == 60 and len(TOY_CONFIGS) == 16
+def test_there_are_60_ade20k_and_16_toy_and_16_gpu_toy_configs():
+    assert len(ADE_CONFIGS) == 60 and len(TOY_CONFIGS) == 16 and len(TOY_GPU_CONFIGS) == 16
+    assert {name_fields(p) for p in TOY_GPU_CONFIGS} == {
+        (f, 's', p, d) for f in FAMILY_TYPES for p in (8, 4, 2, 1) for d in ('linear', 'upernet')}
     cells = {name_fields(p) for p in ADE_CONFIGS}
     assert cells == {(f, a, p, d) for f in FAMILY_TYPES for a in ARCH_NAMES
                      for p in (16, 8, 4, 2, 1) for d in ('linear', 'upernet')}
@@ -73,7 +76,7 @@ def test_configs_match_their_generator():
     tool = runpy.run_path(str(REPO / 'tools' / 'misc' / 'make_ade20k_configs.py'),
                           run_name='tool_under_test')
     expected = tool['all_configs']()
-    for path in ADE_CONFIGS + TOY_CONFIGS:
+    for path in ADE_CONFIGS + TOY_CONFIGS + TOY_GPU_CONFIGS:
         rel = str(path.relative_to(REPO / 'configs'))
         assert path.read_text() == expected[rel], f'{rel}: run tools/misc/make_ade20k_configs.py'
 
@@ -137,7 +140,7 @@ def shrink(cfg):
     return cfg
 
 
-@pytest.mark.parametrize('path', ADE_CONFIGS + TOY_CONFIGS,
+@pytest.mark.parametrize('path', ADE_CONFIGS + TOY_CONFIGS + TOY_GPU_CONFIGS,
                          ids=lambda p: f'{p.parent.name}/{p.stem}')
 def test_config_builds_and_runs_forward(path):
     cfg = shrink(Config.fromfile(path))
@@ -164,3 +167,14 @@ def test_check_seg_configs_tool_on_cpu(tmp_path):
     assert {'train_s', 'predict_s', 'params_m'} <= set(row)
     assert row['config'] == 'vit_t_p4_linear' and row['test_mode'] == 'slide'
     assert float(row['train_s']) > 0 and float(row['predict_s']) > 0
+
+
+@pytest.mark.parametrize('path', TOY_GPU_CONFIGS, ids=lambda p: p.stem)
+def test_gpu_toy_config_is_consistent_with_its_name(path):
+    family, arch, p, decoder = name_fields(path)
+    cfg = Config.fromfile(path)
+    bb = cfg.model.backbone
+    assert (bb.type, bb.arch, bb.patch_size) == (FAMILY_TYPES[family], ARCH_NAMES[arch], p)
+    assert cfg.model.decode_head.type == {'linear': 'LinearHead', 'upernet': 'UPerHead'}[decoder]
+    assert cfg.optim_wrapper.type == 'AmpOptimWrapper' and cfg.test_cfg.type == 'AmpTestLoop'
+    assert cfg.train_dataloader.dataset.data_root == 'data/toy_seg_128'

@@ -88,17 +88,19 @@ def test_groups_on_a_dummy_backbone():
     assert sum(len(g['params']) for g in opt.param_groups) == len(list(model.parameters()))
 
 
-def test_decoder_lr_mult_scales_everything_outside_the_backbone():
+def test_head_lr_mult_scales_the_heads_only():
     model = Segmentor(DummyBackbone(num_layers=3))
     model.neck = nn.Conv2d(4, 4, 1)
-    opt = build_optim_wrapper(model, optim_cfg(rate=0.5, decoder_lr_mult=10.)).optimizer
-    for param in (model.decode_head.weight, model.decode_head.bias, model.neck.weight):
+    model.auxiliary_head = nn.Conv2d(4, 3, 1)
+    opt = build_optim_wrapper(model, optim_cfg(rate=0.5, head_lr_mult=10.)).optimizer
+    for param in (model.decode_head.weight, model.decode_head.bias, model.auxiliary_head.weight):
         assert group_of(opt, param)['lr'] == pytest.approx(LR * 10)
+    assert group_of(opt, model.neck.weight)['lr'] == pytest.approx(LR)
     assert group_of(opt, model.backbone.norm.weight)['lr'] == pytest.approx(LR)
     assert group_of(opt, model.backbone.blocks[2].weight)['lr'] == pytest.approx(LR * 0.5)
     for mult in (0, -1., True, '10'):
-        with pytest.raises(ValueError, match='decoder_lr_mult must be a positive number'):
-            build_optim_wrapper(Segmentor(DummyBackbone()), optim_cfg(decoder_lr_mult=mult))
+        with pytest.raises(ValueError, match='head_lr_mult must be a positive number'):
+            build_optim_wrapper(Segmentor(DummyBackbone()), optim_cfg(head_lr_mult=mult))
 
 
 def test_frozen_params_are_left_out_and_custom_no_decay_names():

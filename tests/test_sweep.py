@@ -80,3 +80,17 @@ def test_majority_class_miou_matches_its_definition():
     dataset = [dict(data_samples=FakeSample(s)) for s in segs]
     # IoU(0) = 5 / 8, IoU(1) = IoU(2) = 0; class 3 never occurs and is left out.
     assert report.majority_class_miou(dataset, num_classes=4) == pytest.approx(100 * (5 / 8) / 3)
+
+
+@pytest.mark.parametrize('train_val', [True, False])
+def test_no_train_val_reaches_training_only(tmp_path, monkeypatch, train_val):
+    from mmpatch.sweep import cells
+    calls = []
+    monkeypatch.setattr(cells, '_launch', lambda script, args, *rest: calls.append((script, args)))
+    monkeypatch.setattr(cells, 'last_checkpoint', lambda work_dir: 'iter_4.pth')
+    (cell,) = make_cells([osp.join(REPO, CELLS[0])], str(tmp_path))
+    cells.run_cell(cell, cfg_options=['a=1'], train_val=train_val)
+    (train_script, train_args), (test_script, test_args) = calls
+    assert (train_script, test_script) == ('train.py', 'test.py')
+    assert (cells.NO_TRAIN_VAL in train_args) is (not train_val)
+    assert cells.NO_TRAIN_VAL not in test_args and 'a=1' in train_args and 'a=1' in test_args

@@ -4,6 +4,7 @@ With no arguments it runs the embedded default: a small ViT on the toy set at
 p in {8, 4, 2, 1}, linear head and UperNet, on CPU (~10 min on 2 cores).
 
     python tools/sweep.py                                   # embedded toy default
+    python tools/sweep.py --no-train-val                    # the same, as `make demo` runs it
     python tools/sweep.py --config-dir configs/ade20k --backbones vit_b adventurer_b \
         --patch-sizes 16 8 4 2 --heads linear upernet --gpus 8
     python tools/sweep.py configs/toy/vit_t_p8_linear.py configs/toy/vit_t_p8_upernet.py
@@ -38,6 +39,9 @@ def parse_args(argv=None):
                     help='launcher for single-process cells (e.g. slurm inside srun)')
     ap.add_argument('--collect-only', action='store_true', help='only aggregate finished cells')
     ap.add_argument('--no-baseline', action='store_true', help='skip the majority-class mIoU sanity line')
+    ap.add_argument('--no-train-val', action='store_true',
+                    help="skip the configs' validation during training (each cell is tested "
+                         'once, by tools/test.py, either way)')
     ap.add_argument('--cfg-options', nargs='+', default=[], help='passed to every train/test call')
     return ap.parse_args(argv)
 
@@ -81,7 +85,8 @@ def main(argv=None):
             print(f'[{i}/{len(todo)}] {cell.name}: training + testing ...', flush=True)
             t = time.time()
             try:
-                run_cell(cell, gpus=args.gpus, launcher=args.launcher, cfg_options=args.cfg_options)
+                run_cell(cell, gpus=args.gpus, launcher=args.launcher, cfg_options=args.cfg_options,
+                         train_val=not args.no_train_val)
             except (RuntimeError, FileNotFoundError) as e:
                 sys.exit(f'sweep: cell {cell.name} failed: {e}')
             mIoU = report.read_test_metrics(cell.work_dir).get('mIoU')

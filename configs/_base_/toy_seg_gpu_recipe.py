@@ -1,5 +1,5 @@
 # Toy recipe for one GPU (configs/toy_gpu/*: small-size backbones): the CPU toy recipe
-# (configs/_base_/toy_seg_recipe.py: AdamW 1e-3, decoder_lr_mult 10, warm-up + poly, 400
+# (configs/_base_/toy_seg_recipe.py: AdamW 1e-3, head_lr_mult 10, warm-up + poly, 400
 # iterations) on a larger toy set:
 # - data: python tools/data/make_toy.py seg --out data/toy_seg_128 --img-size 128 --num-train 400
 #   (128x128 images, the same 8 classes and detail sizes), random 64x64 crops, batch 16;

@@ -5,11 +5,11 @@
 #   Leaves evaluate with sliding 32x32 windows (stride 21), the training crop's token count.
 # - fp32, no AMP, AdamW from scratch (lr 1e-3, wd 0.01), 20-iteration linear warm-up then poly
 #   decay to 0, 400 iterations; validation and one checkpoint at the end.
-# - neck and heads at 10x the backbone's lr (decoder_lr_mult), for both decoders. From scratch
+# - heads at 10x the backbone's (and neck's) lr (head_lr_mult), for both decoders. From scratch
 #   and this short, a head with normalised conv layers (UPerHead, FCNHead; BN, GN or LN alike)
 #   otherwise stays on a plateau where it predicts only the large regions: at 1x lr, 200 or
 #   1000 iterations, the toy UperNet got 0 IoU on every stroke/object class at every patch size;
-#   with 10x and 400 iterations it learns them (p4: 60.5 mIoU; see docs/segmentation.md).
+#   with 10x it learns them (see docs/segmentation.md).
 # - layer decay 1.0 (off); the constructor is kept so that toy runs use the same parameter
 #   groups as ADE20K (no weight decay on norms, biases, pos_embed, cls_token).
 _base_ = ['./datasets/toy_seg.py', 'mmseg::_base_/default_runtime.py']
@@ -27,7 +27,7 @@ optim_wrapper = dict(
     type='OptimWrapper',
     optimizer=dict(type='AdamW', lr=1e-3, betas=(0.9, 0.999), weight_decay=0.01),
     constructor='LayerDecayOptimWrapperConstructor',
-    paramwise_cfg=dict(layer_decay_rate=1.0, decoder_lr_mult=10.))
+    paramwise_cfg=dict(layer_decay_rate=1.0, head_lr_mult=10.))
 param_scheduler = [
     dict(type='LinearLR', start_factor=1e-3, by_epoch=False, begin=0, end=20),
     dict(type='PolyLR', eta_min=0.0, power=1.0, by_epoch=False, begin=20, end=max_iters),

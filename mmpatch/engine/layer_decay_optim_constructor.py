@@ -8,7 +8,7 @@ from mmengine.registry import OPTIM_WRAPPER_CONSTRUCTORS
 
 BACKBONE_PREFIX = 'backbone.'
 DEFAULT_NO_DECAY_NAMES = ('pos_embed', 'cls_token')
-LAYER_DECAY_KEYS = {'layer_decay_rate', 'decoder_lr_mult', 'no_decay_names', 'bypass_duplicate'}
+LAYER_DECAY_KEYS = {'layer_decay_rate', 'head_lr_mult', 'no_decay_names', 'bypass_duplicate'}
 
 
 def layer_decay_lr_scale(layer_depth, num_depths, decay_rate):
@@ -23,6 +23,11 @@ def is_no_decay(name, param, no_decay_names=DEFAULT_NO_DECAY_NAMES):
     return param.ndim <= 1 or name.rsplit('.', 1)[-1] in no_decay_names
 
 
+def is_head_param(name):
+    """True for parameters of a segmentor's heads: top-level modules named ``*_head``."""
+    return name.split('.', 1)[0].endswith('_head')
+
+
 @OPTIM_WRAPPER_CONSTRUCTORS.register_module()
 class LayerDecayOptimWrapperConstructor(DefaultOptimWrapperConstructor):
     """``DefaultOptimWrapperConstructor`` plus mmpretrain-style layer-wise lr decay.
@@ -30,14 +35,15 @@ class LayerDecayOptimWrapperConstructor(DefaultOptimWrapperConstructor):
     With ``paramwise_cfg=dict(layer_decay_rate=r)`` a backbone parameter gets
     ``lr = base_lr * r ** (num_depths - 1 - depth)``, where ``(depth,
     num_depths) = model.backbone.get_layer_depth(name)`` (name without the
-    ``backbone.`` prefix); parameters outside the backbone (neck, heads) get
-    ``base_lr * decoder_lr_mult`` (default 1: the base lr).
+    ``backbone.`` prefix); the heads' parameters (``decode_head``,
+    ``auxiliary_head``: top-level modules named ``*_head``) get
+    ``base_lr * head_lr_mult`` (default 1), the rest (neck) the base lr.
     Weight decay is 0 for 1-D parameters (norms, biases) and for parameters
     whose last name part is in ``no_decay_names`` (default pos_embed,
     cls_token); the rest get the base weight decay. Parameters with the same
     (lr, weight decay) share one param group.
 
-    ``paramwise_cfg`` keys: ``layer_decay_rate``, ``decoder_lr_mult``, ``no_decay_names``,
+    ``paramwise_cfg`` keys: ``layer_decay_rate``, ``head_lr_mult``, ``no_decay_names``,
     ``bypass_duplicate`` (skip, rather than reject, a parameter shared by two
     modules). Without ``layer_decay_rate`` this is exactly mmengine's default
     constructor (all of its ``paramwise_cfg`` keys work then).
@@ -58,10 +64,10 @@ class LayerDecayOptimWrapperConstructor(DefaultOptimWrapperConstructor):
             raise ValueError(f'layer_decay_rate must be a number in (0, 1], got {rate!r}')
         if self.base_lr is None:
             raise ValueError('layer_decay_rate needs optimizer.lr to be set')
-        mult = cfg.get('decoder_lr_mult', 1.)
+        mult = cfg.get('head_lr_mult', 1.)
         if isinstance(mult, bool) or not isinstance(mult, (int, float)) or not mult > 0:
-            raise ValueError(f'decoder_lr_mult must be a positive number, got {mult!r}')
-        self.decoder_lr_mult = float(mult)
+            raise ValueError(f'head_lr_mult must be a positive number, got {mult!r}')
+        self.head_lr_mult = float(mult)
         self.no_decay_names = tuple(cfg.get('no_decay_names', DEFAULT_NO_DECAY_NAMES))
         self.bypass_duplicate = cfg.get('bypass_duplicate', False)
 
@@ -89,7 +95,7 @@ class LayerDecayOptimWrapperConstructor(DefaultOptimWrapperConstructor):
             seen[id(param)] = name
             if not param.requires_grad:
                 continue
-            scale = self.decoder_lr_mult
+            scale = self.head_lr_mult if is_head_param(name) else 1.
             if name.startswith(BACKBONE_PREFIX):
                 depth, num_depths = backbone.get_layer_depth(name[len(BACKBONE_PREFIX):])
                 scale = layer_decay_lr_scale(depth, num_depths, self.layer_decay_rate)

@@ -66,13 +66,22 @@ def last_checkpoint(work_dir):
         return f.read().strip()
 
 
-def run_cell(cell, gpus=1, launcher='none', cfg_options=()):
-    """Train (resuming a partial run) and test one cell; write done.json."""
+NO_TRAIN_VAL = 'train_cfg.val_begin=1000000000'  # validation never starts during training
+
+
+def run_cell(cell, gpus=1, launcher='none', cfg_options=(), train_val=True):
+    """Train (resuming a partial run) and test one cell; write done.json.
+
+    ``train_val=False`` skips the config's validation during training: the cell is tested
+    by tools/test.py afterwards either way.
+    """
     os.makedirs(cell.work_dir, exist_ok=True)
     log_path = osp.join(cell.work_dir, 'sweep.log')
     extra = ['--cfg-options', *cfg_options] if cfg_options else []
+    train_options = list(cfg_options) + ([] if train_val else [NO_TRAIN_VAL])
+    train_extra = ['--cfg-options', *train_options] if train_options else []
     t0 = time.time()
-    _launch('train.py', [cell.config, '--work-dir', cell.work_dir, '--resume', *extra],
+    _launch('train.py', [cell.config, '--work-dir', cell.work_dir, '--resume', *train_extra],
             gpus, launcher, log_path)
     t_train = time.time() - t0
     ckpt = last_checkpoint(cell.work_dir)
