@@ -3,8 +3,11 @@
 #   1. parity: configs/toy/vit_t_p2_linear.py, seeds 0 1 2, on 1 GPU (batch 8) and on 2 GPUs
 #      (batch 4 per GPU, the same total 8), every run through tools/sweep.py (--gpus 2 starts
 #      torchrun and passes --launcher pytorch to tools/train.py and tools/test.py);
-#   2. FSDP: the same toy cell + configs/_base_/fsdp.py (FlexibleRunner, FSDPStrategy), 2 GPUs,
-#      trained, then tested from its (full, rank-0) checkpoint: configs/fsdp/vit_t_p2_linear_fsdp_toy.py.
+#   2. FSDP: configs/fsdp/vit_t_p2_linear_fsdp_toy.py (the same toy cell + configs/_base_/fsdp.py:
+#      FlexibleRunner, FSDPStrategy) on 2 GPUs, trained, then tested from its rank-0 checkpoint.
+# One process per GPU at a time (processes sharing a GPU time-slice it and slow down 5-10x).
+# The table is rewritten and the logs re-packed after every run, so a call cut short still
+# brings back what finished.
 # Device call: source .device-kit/setup.sh && bash tools/analysis/device_scale.sh
 # Writes $OUT/scale.md (the table) and $OUT/scale_logs.tar.gz (every run's logs and results).
 set -o pipefail
@@ -13,18 +16,9 @@ CELL=configs/toy/vit_t_p2_linear.py
 W=/tmp/scale
 mkdir -p $W
 [ -f data/toy_seg/meta.json ] || python3 tools/data/make_toy.py seg --out data/toy_seg || exit 1
-sweep() {  # sweep GPUS SEED [VISIBLE]
-  CUDA_VISIBLE_DEVICES=${3:-0,1} timeout 240 python3 tools/sweep.py $CELL --gpus $1 --no-baseline \
-    --work-dir $W/g$1_s$2 --cfg-options randomness.seed=$2 train_dataloader.batch_size=$((8 / $1)) \
-    > $W/g$1_s$2.txt 2>&1 || echo "FAILED: gpus=$1 seed=$2 (see $W/g$1_s$2.txt)"
-}
-# 1 GPU: three seeds side by side (two on GPU 0, one on GPU 1), then 2 GPUs one after another.
-sweep 1 0 0 & sweep 1 1 1 & sweep 1 2 0 & wait
-for seed in 0 1 2; do sweep 2 $seed; done
-# FSDP on 2 GPUs
-CUDA_VISIBLE_DEVICES=0,1 timeout 240 python3 tools/sweep.py configs/fsdp/vit_t_p2_linear_fsdp_toy.py --gpus 2 \
-  --no-baseline --work-dir $W/fsdp > $W/fsdp.txt 2>&1 || echo "FAILED: FSDP (see $W/fsdp.txt)"
-python3 - $W <<'PY' | tee $OUT/scale.md
+
+report() {  # the table of every finished run, and the logs, into $OUT
+  python3 - $W > "$OUT/scale.md" <<'PY'
 import csv, glob, os, statistics, sys
 root = sys.argv[1]
 rows = []
@@ -38,7 +32,29 @@ for r in rows:
 for g in ('g1', 'g2'):
     vals = [float(r[2]) for r in rows if r[0].startswith(g + '_')]
     if len(vals) > 1:
-        print(f'\n{g}: mIoU mean {statistics.mean(vals):.2f}, std {statistics.stdev(vals):.2f} over {len(vals)} seeds')
+        print(f'\n{g}: mIoU mean {statistics.mean(vals):.2f}, std {statistics.stdev(vals):.2f} '
+              f'over {len(vals)} seeds')
 PY
-grep -hE "Iter\(train\) \[200/200\]|Iter\(val\).*mIoU|FSDP|FlexibleRunner|Error" $W/fsdp/*/2*/*.log 2>/dev/null | tail -8
-tar czf $OUT/scale_logs.tar.gz -C $W --exclude='*.pth' .
+  tar czf "$OUT/scale_logs.tar.gz" -C $W --exclude='*.pth' .
+}
+sweep() {  # sweep NAME GPUS VISIBLE CONFIG [cfg options...]
+  local name=$1 gpus=$2 visible=$3 config=$4
+  shift 4
+  local opts=("$@")
+  CUDA_VISIBLE_DEVICES=$visible timeout 150 python3 tools/sweep.py $config --gpus $gpus \
+    --no-baseline --no-train-val --work-dir $W/$name ${opts[@]:+--cfg-options} "${opts[@]}" \
+    > $W/$name.txt 2>&1 \
+    || echo "FAILED: $name (exit $?; see $W/$name.txt)"
+  grep -E "^\[.*mIoU" $W/$name.txt
+}
+# 1 GPU, batch 8: seeds 0 and 1 side by side (one per GPU), then seed 2
+sweep g1_s0 1 0 $CELL randomness.seed=0 & sweep g1_s1 1 1 $CELL randomness.seed=1 & wait
+sweep g1_s2 1 0 $CELL randomness.seed=2; report
+# 2 GPUs, batch 4 per GPU
+for seed in 0 1 2; do
+  sweep g2_s$seed 2 0,1 $CELL randomness.seed=$seed train_dataloader.batch_size=4; report
+done
+# FSDP on 2 GPUs
+sweep fsdp 2 0,1 configs/fsdp/vit_t_p2_linear_fsdp_toy.py; report
+grep -hE "Iter\(test\).*mIoU|Error" $W/fsdp/*/*/*.log $W/fsdp.txt 2>/dev/null | tail -5
+cat "$OUT/scale.md"
