@@ -23,6 +23,8 @@ GPU machine (device kit, repo root):
         python3 tools/analysis/bench_seg_iteration.py --out $OUT
 CPU smoke test:
     python tools/analysis/bench_seg_iteration.py --device cpu --tiny --out /tmp/seg_iter
+``--profile`` adds ``seg_iteration_profile.txt``: the ops with the most self time over three
+segmentor steps (where the gap to the backbone step goes).
 """
 import argparse
 import copy
@@ -154,6 +156,23 @@ def segmentor_step(model, optim_wrapper, next_batch):
     return step
 
 
+def profile_steps(step, device, path, steps=3, rows=25):
+    """torch.profiler over ``steps`` calls of ``step``; the ops with the most self time."""
+    from torch.profiler import ProfilerActivity, profile
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == 'cuda' else [])
+    step()  # warm
+    with profile(activities=activities) as prof:
+        for _ in range(steps):
+            step()
+        if device.type == 'cuda':
+            torch.cuda.synchronize()
+    sort_by = 'self_cuda_time_total' if device.type == 'cuda' else 'self_cpu_time_total'
+    table = prof.key_averages().table(sort_by=sort_by, row_limit=rows)
+    with open(path, 'w') as f:
+        f.write(f'{steps} segmentor steps, sorted by {sort_by}\n{table}\n')
+    return table
+
+
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     parser.add_argument('--device', default='cuda')
@@ -162,6 +181,9 @@ def parse_args(argv=None):
                         help='DataLoader workers (default: CPU cores - 2, at most 14)')
     parser.add_argument('--batch', type=int, default=None)
     parser.add_argument('--no-compile', action='store_true', help='eager backbone blocks')
+    parser.add_argument('--profile', action='store_true',
+                        help='also profile 3 segmentor steps: top ops by self time in '
+                             'seg_iteration_profile.txt')
     parser.add_argument('--out', default=os.environ.get('OUT') or 'work_dirs/seg_iteration')
     return parser.parse_args(argv)
 
@@ -220,6 +242,9 @@ def main(argv=None):
     with open(os.path.join(args.out, 'seg_iteration.md'), 'w') as f:
         f.write(text + '\n')
     print(text)
+    if args.profile:
+        print(profile_steps(steps['segmentor'], device,
+                            os.path.join(args.out, 'seg_iteration_profile.txt')))
     return rows
 
 

@@ -32,7 +32,7 @@ case $1 in
   small)
     timeout 250 python3 tools/analysis/benchmark.py --sections ceilings models --patch-sizes 2 1 \
       --backbones PatchViT timm mmseg PatchMamba --out "$OUT" 2>&1 | tee "$OUT/log.txt"
-    timeout 80 python3 tools/analysis/bench_seg_iteration.py --out "$OUT" 2>&1 \
+    timeout 80 python3 tools/analysis/bench_seg_iteration.py --profile --out "$OUT" 2>&1 \
       | tee -a "$OUT/log.txt" | grep -v -e ' - mmengine - INFO - ' -e '^decode_head\.' -e '^backbone\.'
     ;;
   *) echo "usage: $0 round1 | round2 ROUND1_DIR | small"; exit 2 ;;
