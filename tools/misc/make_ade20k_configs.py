@@ -6,6 +6,8 @@
 ADE20K cells: {vit, adventurer} x {t, s, b} x p in {16, 8, 4, 2, 1} x {linear, upernet}.
 Toy cells: {vit, adventurer} toy-size x p in {8, 4, 2, 1} x {linear, upernet}.
 GPU toy cells: {vit, adventurer} small (S) x p in {8, 4, 2, 1} x {linear, upernet}.
+Each toy (backbone, decoder) has a base in configs/_base_/toy_cells/ with everything but the
+patch size; a toy leaf is that base plus ``patch_size``.
 Every shared setting lives in the ``_base_`` files; a generated file sets the
 arch, the patch size (backbone ``patch_size`` = neck ``in_stride``), the
 widths of the neck and heads, activation checkpointing and the inference mode.
@@ -70,53 +72,56 @@ model = dict(
 train_dataloader = dict(batch_size=2)  # per GPU: 8 GPUs x 2 = the paper's total batch 16
 '''
 
-TOY_TEMPLATE = '''\
-# TOY-SIZE model on the toy seg set (64x64 images, 8 classes), for a CPU: fp32, no AMP, no
-# activation checkpointing, {iters} iterations on 32x32 crops (configs/_base_/toy_seg_recipe.py).
-# Backbone: {family_name}, {toy_desc}, patch {p}x{p}.
-# Decoder: {decoder_name}.
-# Data: python tools/data/make_toy.py seg --out data/toy_seg
+TOY_LEAF_TEMPLATE = '''\
+# {title}
+# Backbone: {backbone}, patch {p}x{p}.
+# {tokens:,} tokens per {crop}x{crop} crop. Decoder: {decoder_name}.
+# Model, widths and recipe: {cell_base}.
 {header}
-_base_ = ['../_base_/models/{model}_{decoder}.py', '../_base_/toy_seg_recipe.py']
+_base_ = '../_base_/toy_cells/{cell}.py'
 {imports}
 patch_size = {p}
-crop_size = (32, 32)  # the recipe's training crop
-num_classes = 8  # as configs/_base_/datasets/toy_seg.py
-{norm}model = dict(
-    data_preprocessor=dict(size=crop_size),
-    backbone=dict(
-        arch={toy_arch},  # toy size
-        patch_size=patch_size,
-        img_size=crop_size,
-{toy_out_indices}        drop_path_rate=0.0,
-        with_cp=False),
-{heads},
-    test_cfg=dict(mode='slide', crop_size=crop_size, stride=(21, 21)))
+model = dict({delta})
 '''
 
-GPU_TOY_TEMPLATE = '''\
-# SMALL model on the 128 px toy set (8 classes), one GPU: bf16, no activation checkpointing,
-# {iters} iterations on 64x64 crops, batch 16 (configs/_base_/toy_seg_gpu_recipe.py).
-# Backbone: {family_name}-S ({dims} wide), patch {p}x{p}; {tokens:,} tokens per crop.
+TOY_CELL_TEMPLATE = '''\
+# {title}
+# Backbone: {backbone}.
 # Decoder: {decoder_name}.
-# Data: python tools/data/make_toy.py seg --out data/toy_seg_128 --img-size 128 --num-train 400
+# Data: {data}
+# Leaves configs/{leaf_dir}/{cell_glob} set the patch size:\n# {patch_keys}.
 {header}
-_base_ = ['../_base_/models/{model}_{decoder}.py', '../_base_/toy_seg_gpu_recipe.py']
-{imports}
-patch_size = {p}
-crop_size = (64, 64)  # the recipe's training crop
+_base_ = ['../models/{model}_{decoder}.py', '../{recipe}.py']
+crop_size = ({crop}, {crop})  # the recipe's training crop
 num_classes = 8  # as configs/_base_/datasets/toy_seg.py
 {norm}model = dict(
     data_preprocessor=dict(size=crop_size),
     backbone=dict(
-        arch='small',
-        patch_size=patch_size,
+        arch={arch},
         img_size=crop_size,
-        drop_path_rate=0.0,
+{out_indices}        drop_path_rate=0.0,
         with_cp=False),
 {heads},
-    test_cfg=dict(mode='slide', crop_size=crop_size, stride=(43, 43)))
+    test_cfg=dict(mode='slide', crop_size=crop_size, stride=({stride}, {stride})))
 '''
+
+# The two toy sets: CPU (toy-size models) and one GPU (small models, bf16).
+TOY_SETS = {
+    'toy': dict(
+        arch_key='t', crop=32, stride=21, recipe='toy_seg_recipe', channels=TOY_UPERNET_CHANNELS,
+        title=('TOY-SIZE model on the toy seg set (64x64 images, 8 classes), for a CPU: fp32, '
+               'no AMP,\n# no activation checkpointing, {iters} iterations on 32x32 crops '
+               '(configs/_base_/toy_seg_recipe.py).'),
+        data='python tools/data/make_toy.py seg --out data/toy_seg'),
+    'toy_gpu': dict(
+        arch_key='s', crop=64, stride=43, recipe='toy_seg_gpu_recipe',
+        channels=GPU_TOY_UPERNET_CHANNELS,
+        title=('SMALL model on the 128 px toy set (8 classes), one GPU: bf16, no activation '
+               'checkpointing,\n# {iters} iterations on 64x64 crops, batch 16 '
+               '(configs/_base_/toy_seg_gpu_recipe.py).'),
+        data=('python tools/data/make_toy.py seg --out data/toy_seg_128 --img-size 128 '
+              '--num-train 400')),
+}
 
 
 def ade_heads(decoder, dims):
@@ -133,7 +138,7 @@ def toy_heads(decoder, dims=TOY_DIMS, channels=TOY_UPERNET_CHANNELS):
         return (f'    decode_head=dict(in_channels={dims}, num_classes=num_classes, '
                 f'dropout_ratio=0.0)')
     levels = f'[{dims}, {dims}, {dims}, {dims}]'
-    return (f'    neck=dict(in_channels={levels}, in_stride=patch_size),\n'
+    return (f'    neck=dict(in_channels={levels}),\n'
             f'    decode_head=dict(\n'
             f'        in_channels={levels},\n'
             f'        channels={channels},\n'
@@ -161,28 +166,47 @@ def render_ade(family, arch, p, decoder):
     return osp.join('ade20k', f'{family}_{arch}_p{p}_{decoder}.py'), text
 
 
-def render_toy(family, p, decoder, iters):
+def toy_backbone(family, arch_key):
     fam = FAMILIES[family]
-    out_indices = '        out_indices=(0, 1, 2, 3),\n' if decoder == 'upernet' else ''
-    text = TOY_TEMPLATE.format(
-        family_name=fam['name'], toy_desc=fam['toy_desc'], p=p,
-        decoder_name=decoder_name(decoder).replace(', auxiliary FCN head', ''),
-        iters=iters, header=HEADER, model=fam['model'], decoder=decoder, imports=IMPORTS,
-        toy_arch=fam['toy_arch'], toy_out_indices=out_indices, heads=toy_heads(decoder),
-        norm=TOY_NORM if decoder == 'upernet' else '')
-    return osp.join('toy', f'{family}_t_p{p}_{decoder}.py'), text
+    if arch_key == 't':
+        return f"{fam['name']} toy size ({fam['toy_desc']})", fam['toy_arch'], TOY_DIMS
+    dims = fam['dims'][arch_key]
+    return f"{fam['name']}-{arch_key.upper()} ({dims} wide)", repr(ARCH_NAMES[arch_key]), dims
 
 
-def render_toy_gpu(family, p, decoder, iters):
-    fam = FAMILIES[family]
-    dims = fam['dims'][GPU_TOY_ARCH]
-    text = GPU_TOY_TEMPLATE.format(
-        family_name=fam['name'], dims=dims, p=p, tokens=math.ceil(64 / p) ** 2,
+def render_toy_cell(toy_set, family, decoder, iters):
+    """The base of one toy (backbone, decoder): everything but the patch size."""
+    ts = TOY_SETS[toy_set]
+    backbone, arch, dims = toy_backbone(family, ts['arch_key'])
+    cell = f"{family}_{ts['arch_key']}_{decoder}"
+    text = TOY_CELL_TEMPLATE.format(
+        title=ts['title'].format(iters=iters), backbone=backbone,
+        decoder_name=decoder_name(decoder).replace(', auxiliary FCN head', ''), data=ts['data'],
+        leaf_dir=toy_set, cell_glob=f"{family}_{ts['arch_key']}_p*_{decoder}.py", header=HEADER,
+        patch_keys=('backbone patch_size, neck in_stride' if decoder == 'upernet'
+                    else 'backbone patch_size'),
+        model=FAMILIES[family]['model'], decoder=decoder, recipe=ts['recipe'], crop=ts['crop'],
+        norm=TOY_NORM if decoder == 'upernet' else '', arch=arch,
+        out_indices='        out_indices=(0, 1, 2, 3),\n' if decoder == 'upernet' and
+        ts['arch_key'] == 't' else '',
+        heads=toy_heads(decoder, dims, ts['channels']), stride=ts['stride'])
+    return osp.join('_base_', 'toy_cells', f'{cell}.py'), text
+
+
+def render_toy(toy_set, family, p, decoder, iters):
+    """A toy leaf: its cell base + the patch size."""
+    ts = TOY_SETS[toy_set]
+    backbone, _, _ = toy_backbone(family, ts['arch_key'])
+    cell = f"{family}_{ts['arch_key']}_{decoder}"
+    delta = ('backbone=dict(patch_size=patch_size), neck=dict(in_stride=patch_size)'
+             if decoder == 'upernet' else 'backbone=dict(patch_size=patch_size)')
+    text = TOY_LEAF_TEMPLATE.format(
+        title=ts['title'].format(iters=iters), backbone=backbone, p=p,
+        tokens=math.ceil(ts['crop'] / p) ** 2, crop=ts['crop'],
         decoder_name=decoder_name(decoder).replace(', auxiliary FCN head', ''),
-        iters=iters, header=HEADER, model=fam['model'], decoder=decoder, imports=IMPORTS,
-        heads=toy_heads(decoder, dims, GPU_TOY_UPERNET_CHANNELS),
-        norm=TOY_NORM if decoder == 'upernet' else '')
-    return osp.join('toy_gpu', f'{family}_{GPU_TOY_ARCH}_p{p}_{decoder}.py'), text
+        cell_base=f'configs/_base_/toy_cells/{cell}.py', header=HEADER, cell=cell,
+        imports=IMPORTS, delta=delta)
+    return osp.join(toy_set, f"{family}_{ts['arch_key']}_p{p}_{decoder}.py"), text
 
 
 def toy_iters():
@@ -199,10 +223,10 @@ def all_configs():
     cells = [render_ade(f, a, p, d) for f in FAMILIES for a in ARCH_NAMES
              for p in ADE_PATCH_SIZES for d in DECODERS]
     iters = toy_iters()
-    cells += [render_toy(f, p, d, iters) for f in FAMILIES for p in TOY_PATCH_SIZES
-              for d in DECODERS]
-    cells += [render_toy_gpu(f, p, d, iters) for f in FAMILIES for p in TOY_PATCH_SIZES
-              for d in DECODERS]
+    for toy_set in TOY_SETS:
+        cells += [render_toy_cell(toy_set, f, d, iters) for f in FAMILIES for d in DECODERS]
+        cells += [render_toy(toy_set, f, p, d, iters) for f in FAMILIES for p in TOY_PATCH_SIZES
+                  for d in DECODERS]
     return dict(cells)
 
 
