@@ -25,6 +25,7 @@ from torch.utils.data import DataLoader, Dataset
 import mmpatch  # noqa: F401  (registers hooks, datasets, models)
 from mmpatch.datasets import ToySegDataset
 from mmpatch.datasets.sample_checks import DataError, original_message
+from mmpatch.datasets.toy_scenes import coco_class_names
 from mmpatch.engine import cli
 from mmpatch.engine.atomic_checkpoint import is_complete_checkpoint, latest_complete_checkpoint
 from mmpatch.engine.finite_loss_hook import NonFiniteLossError
@@ -284,6 +285,27 @@ def test_bad_dataset_files_are_named(toy_seg_root, tmp_path):
     assert 'Original Traceback' in str(err.value)
     message = original_message(err.value)
     assert '\n' not in message and message.startswith('ToySegDataset: cannot read ') and 'toy_00002.png' in message
+
+
+def test_bad_coco_images_are_named(toy_coco_root, tmp_path):
+    from mmpatch.datasets import CheckedCocoDataset
+    root = tmp_path / 'toy_coco'
+    shutil.copytree(toy_coco_root, root)
+    with DefaultScope.overwrite_default_scope('mmdet'):  # the pipeline's transforms are mmdet's
+        dataset = CheckedCocoDataset(
+            data_root=str(root), ann_file='annotations/instances_train.json',
+            data_prefix=dict(img='train/'), metainfo=dict(classes=coco_class_names(6)),
+            pipeline=[dict(type='LoadImageFromFile'),
+                      dict(type='LoadAnnotations', with_bbox=True, with_mask=True),
+                      dict(type='PackDetInputs')])
+    names = [osp.basename(dataset.get_data_info(i)['img_path']) for i in range(3)]
+    (root / 'train' / names[1]).write_bytes(b'not a png')
+    os.remove(root / 'train' / names[2])
+    assert dataset[0]['inputs'].shape[0] == 3
+    with pytest.raises(DataError, match=rf'CheckedCocoDataset: cannot read .*train/{names[1]} .*fix: '):
+        dataset[1]
+    with pytest.raises(DataError, match=rf'CheckedCocoDataset: missing file .*train/{names[2]} '):
+        dataset[2]
 
 
 def test_corrupt_image_stops_train_py_with_one_line(toy_seg_root, tmp_path, capsys):

@@ -2,7 +2,7 @@
 # Polygons, iscrowd=0, categories = the generator's shape names (6 by default).
 # Another folder: set data_root of {train,val,test}_dataloader.dataset AND ann_file of
 # {val,test}_evaluator (a variable changed here does not reach the dicts below after loading).
-dataset_type = 'CocoDataset'
+dataset_type = 'CheckedCocoDataset'  # mmdet's CocoDataset + per-sample checks (mmpatch/datasets)
 data_root = 'data/toy_coco/'
 # = mmpatch.datasets.toy_scenes.coco_class_names(6); the generator's --num-classes
 classes = ('disc_1', 'box_2', 'triangle_3', 'stick_4', 'diamond_5', 'star_6')
