@@ -1,18 +1,9 @@
 # Toy recipe for the toy-size segmentation configs (configs/toy/*_t_p*_{linear,upernet}.py):
-# the toy seg set + mmseg's runtime + a short CPU schedule, in one base (the leaves add a model).
-# - training on random 32x32 crops of the 64x64 images, batch 8, at every patch size: p=1
-#   then has 1,024 tokens per crop (64x64 crops would cost ~13x more at p=1 for ViT).
-#   Leaves evaluate with sliding 32x32 windows (stride 21), the training crop's token count.
-# - fp32, no AMP, AdamW from scratch (lr 1e-3, wd 0.01), 20-iteration linear warm-up then poly
-#   decay to 0, 400 iterations; validation and one checkpoint at the end.
-# - heads at 10x the backbone's (and neck's) lr (head_lr_mult), for both decoders. From scratch
-#   and this short, a head with normalised conv layers (UPerHead, FCNHead; BN, GN or LN alike)
-#   otherwise stays on a plateau where it predicts only the large regions: at 1x lr, 200 or
-#   1000 iterations, the toy UperNet got 0 IoU on every stroke/object class at every patch size;
-#   with 10x it learns them (see docs/segmentation.md).
-# - layer decay 1.0 (off); the constructor is kept so that toy runs use the same parameter
-#   groups as ADE20K (no weight decay on norms, biases, pos_embed, cls_token).
-_base_ = ['./datasets/toy_seg.py', 'mmseg::_base_/default_runtime.py']
+# the toy seg set + the toy schedule (./schedules/toy_seg.py: 400 iterations, heads at 10x lr)
+# on a CPU: fp32, no AMP, training on random 32x32 crops of the 64x64 images, batch 8, at every
+# patch size: p=1 then has 1,024 tokens per crop (64x64 crops would cost ~13x more at p=1 for
+# ViT). Leaves evaluate with sliding 32x32 windows (stride 21), the training crop's token count.
+_base_ = ['./datasets/toy_seg.py', './schedules/toy_seg.py']
 crop_size = (32, 32)
 train_pipeline = [
     dict(type='LoadImageFromFile'),
@@ -22,25 +13,3 @@ train_pipeline = [
     dict(type='PackSegInputs'),
 ]
 train_dataloader = dict(batch_size=8, dataset=dict(pipeline=train_pipeline))
-max_iters = 400
-optim_wrapper = dict(
-    type='OptimWrapper',
-    optimizer=dict(type='AdamW', lr=1e-3, betas=(0.9, 0.999), weight_decay=0.01),
-    constructor='LayerDecayOptimWrapperConstructor',
-    paramwise_cfg=dict(layer_decay_rate=1.0, head_lr_mult=10.))
-param_scheduler = [
-    dict(type='LinearLR', start_factor=1e-3, by_epoch=False, begin=0, end=20),
-    dict(type='PolyLR', eta_min=0.0, power=1.0, by_epoch=False, begin=20, end=max_iters),
-]
-train_cfg = dict(type='IterBasedTrainLoop', max_iters=max_iters, val_interval=max_iters)
-val_cfg = dict(type='ValLoop')
-test_cfg = dict(type='TestLoop')
-default_hooks = dict(
-    timer=dict(type='IterTimerHook'),
-    logger=dict(type='LoggerHook', interval=50, log_metric_by_epoch=False),
-    param_scheduler=dict(type='ParamSchedulerHook'),
-    checkpoint=dict(type='CheckpointHook', by_epoch=False, interval=max_iters),
-    sampler_seed=dict(type='DistSamplerSeedHook'),
-    visualization=dict(type='SegVisualizationHook'))
-env_cfg = dict(cudnn_benchmark=False)
-randomness = dict(seed=0)

@@ -69,6 +69,10 @@ def last_checkpoint(work_dir):
 NO_TRAIN_VAL = 'train_cfg.val_begin=1000000000'  # validation never starts during training
 
 
+def _cfg_options_args(options):
+    return ['--cfg-options', *options] if options else []
+
+
 def run_cell(cell, gpus=1, launcher='none', cfg_options=(), train_val=True):
     """Train (resuming a partial run) and test one cell; write done.json.
 
@@ -77,16 +81,15 @@ def run_cell(cell, gpus=1, launcher='none', cfg_options=(), train_val=True):
     """
     os.makedirs(cell.work_dir, exist_ok=True)
     log_path = osp.join(cell.work_dir, 'sweep.log')
-    extra = ['--cfg-options', *cfg_options] if cfg_options else []
-    train_options = list(cfg_options) + ([] if train_val else [NO_TRAIN_VAL])
-    train_extra = ['--cfg-options', *train_options] if train_options else []
+    train_options = [*cfg_options, *([] if train_val else [NO_TRAIN_VAL])]
     t0 = time.time()
-    _launch('train.py', [cell.config, '--work-dir', cell.work_dir, '--resume', *train_extra],
-            gpus, launcher, log_path)
+    _launch('train.py', [cell.config, '--work-dir', cell.work_dir, '--resume',
+                         *_cfg_options_args(train_options)], gpus, launcher, log_path)
     t_train = time.time() - t0
     ckpt = last_checkpoint(cell.work_dir)
     test_dir = osp.join(cell.work_dir, 'test')
-    _launch('test.py', [cell.config, ckpt, '--work-dir', test_dir, *extra], gpus, launcher, log_path)
+    _launch('test.py', [cell.config, ckpt, '--work-dir', test_dir,
+                        *_cfg_options_args(cfg_options)], gpus, launcher, log_path)
     with open(cell.done_file, 'w') as f:
         json.dump(dict(config=cell.config, checkpoint=ckpt, train_seconds=t_train,
                        test_seconds=time.time() - t0 - t_train), f, indent=1)

@@ -5,7 +5,7 @@
 #      torchrun and passes --launcher pytorch to tools/train.py and tools/test.py);
 #   2. FSDP: configs/fsdp/vit_t_p2_linear_fsdp_toy.py (the same toy cell + configs/_base_/fsdp.py:
 #      FlexibleRunner, FSDPStrategy) on 2 GPUs, trained, then tested from its rank-0 checkpoint.
-# One process per GPU at a time (processes sharing a GPU time-slice it and slow down 5-10x).
+# One process per GPU at a time (processes sharing a GPU time-slice it: see device_toy_sweep.sh).
 # The table is rewritten and the logs re-packed after every run, so a call cut short still
 # brings back what finished.
 # Device call: source .device-kit/setup.sh && bash tools/analysis/device_scale.sh

@@ -2,13 +2,14 @@
 # The GPU variant of the decoder-dependence sweep: small backbones (ViT-S, Adventurer-S) at
 # p in {8, 4, 2, 1}, linear head vs UperNet (configs/toy_gpu/), on the 128 px toy set, one GPU,
 # cells one after another through tools/sweep.py, then the table and plot.
-# One call per backbone fits the 10-minute device-call limit (8 cells, ~6 min for ViT-S):
+# One call per backbone, to stay inside the 10-minute device-call limit (not yet timed this way):
 #   source .device-kit/setup.sh && bash tools/analysis/device_toy_sweep.sh vit_s
 #   source .device-kit/setup.sh && bash tools/analysis/device_toy_sweep.sh adventurer_s
 # Writes $OUT/{results.csv,results.md,results.png,sweep_logs.tar.gz}; to merge two calls, unpack
 # both tars into one folder here and run tools/sweep.py --collect-only on it.
-# Do not run cells side by side on one GPU: without MPS the processes time-slice the GPU and
-# every cell slowed down 5-10x (measured: 6 streams on one H200, 2026-11-22).
+# Do not run cells side by side on one GPU: without MPS the processes time-slice the GPU;
+# with 6 streams on one H200 (2026-11-22) ViT-S took 0.25 s per iteration at p4 and 0.6 s at p1
+# (batch 16), and only 2 of the 16 cells finished in 400 s.
 set -o pipefail
 export PYTHONPATH=$PYTHONPATH:. PYTHONUNBUFFERED=1
 BACKBONES=${*:-vit_s adventurer_s}

@@ -105,6 +105,21 @@ num_classes = 8  # as configs/_base_/datasets/toy_seg.py
     test_cfg=dict(mode='slide', crop_size=crop_size, stride=({stride}, {stride})))
 '''
 
+MAMBA_TOY_CELL_TEMPLATE = '''\
+# {title}
+# Backbone: {backbone}.
+# Decoder: {decoder_name}.
+# The ViT cell ./{vit_cell}.py with PatchMamba in place of PatchViT (as
+# ../models/{model}_{decoder}.py does for ../models/patch_vit_{decoder}.py){width_note}.
+# Leaves configs/{leaf_dir}/{cell_glob} set the patch size:\n# {patch_keys}.
+{header}
+_base_ = './{vit_cell}.py'
+model = dict(
+    backbone=dict(
+        type='PatchMamba',
+        arch={arch}){widths})
+'''
+
 # The two toy sets: CPU (toy-size models) and one GPU (small models, bf16).
 TOY_SETS = {
     'toy': dict(
@@ -174,19 +189,37 @@ def toy_backbone(family, arch_key):
     return f"{fam['name']}-{arch_key.upper()} ({dims} wide)", repr(ARCH_NAMES[arch_key]), dims
 
 
+def toy_widths(decoder, dims):
+    """Config lines that set the neck / head input widths to ``dims``."""
+    if decoder == 'linear':
+        return f',\n    decode_head=dict(in_channels={dims})'
+    levels = f'[{dims}, {dims}, {dims}, {dims}]'
+    return f',\n    neck=dict(in_channels={levels}),\n    decode_head=dict(in_channels={levels})'
+
+
 def render_toy_cell(toy_set, family, decoder, iters):
     """The base of one toy (backbone, decoder): everything but the patch size."""
     ts = TOY_SETS[toy_set]
     backbone, arch, dims = toy_backbone(family, ts['arch_key'])
     cell = f"{family}_{ts['arch_key']}_{decoder}"
-    text = TOY_CELL_TEMPLATE.format(
+    common = dict(
         title=ts['title'].format(iters=iters), backbone=backbone,
-        decoder_name=decoder_name(decoder).replace(', auxiliary FCN head', ''), data=ts['data'],
+        decoder_name=decoder_name(decoder).replace(', auxiliary FCN head', ''),
         leaf_dir=toy_set, cell_glob=f"{family}_{ts['arch_key']}_p*_{decoder}.py", header=HEADER,
         patch_keys=('backbone patch_size, neck in_stride' if decoder == 'upernet'
                     else 'backbone patch_size'),
-        model=FAMILIES[family]['model'], decoder=decoder, recipe=ts['recipe'], crop=ts['crop'],
-        norm=TOY_NORM if decoder == 'upernet' else '', arch=arch,
+        model=FAMILIES[family]['model'], decoder=decoder, arch=arch)
+    if family != 'vit':  # the ViT cell with the backbone swapped, as the model bases do
+        _, _, vit_dims = toy_backbone('vit', ts['arch_key'])
+        same = dims == vit_dims
+        text = MAMBA_TOY_CELL_TEMPLATE.format(
+            **common, vit_cell=f"vit_{ts['arch_key']}_{decoder}",
+            width_note='' if same else f' and {dims} wide',
+            widths='' if same else toy_widths(decoder, dims))
+        return osp.join('_base_', 'toy_cells', f'{cell}.py'), text
+    text = TOY_CELL_TEMPLATE.format(
+        **common, data=ts['data'], recipe=ts['recipe'], crop=ts['crop'],
+        norm=TOY_NORM if decoder == 'upernet' else '',
         out_indices='        out_indices=(0, 1, 2, 3),\n' if decoder == 'upernet' and
         ts['arch_key'] == 't' else '',
         heads=toy_heads(decoder, dims, ts['channels']), stride=ts['stride'])
@@ -211,7 +244,7 @@ def render_toy(toy_set, family, p, decoder, iters):
 
 def toy_iters():
     """The toy schedule's length, read from its base file (shown in the toy headers)."""
-    path = osp.join(CONFIGS, '_base_', 'toy_seg_recipe.py')
+    path = osp.join(CONFIGS, '_base_', 'schedules', 'toy_seg.py')
     for line in open(path):
         if line.startswith('max_iters = '):
             return int(line.split('=')[1])
