@@ -202,8 +202,11 @@ def test_benchmark_cpu_smoke(tmp_path):
 def test_seg_iteration_cpu_smoke(tmp_path):
     rows = load_tool('tools/analysis/bench_seg_iteration.py')['main'](
         ['--device', 'cpu', '--tiny', '--profile', '--out', str(tmp_path)])
-    assert [r['what'] for r in rows] == ['loader', 'backbone', 'segmentor', 'end_to_end']
+    assert [r['what'] for r in rows] == ['loader', 'backbone', 'segmentor', 'segmentor_mmseg_loss',
+                                        'end_to_end']
     assert all(r['images_per_s'] > 0 for r in rows)
     assert (tmp_path / 'seg_iteration.csv').stat().st_size > 0
     profile = (tmp_path / 'seg_iteration_profile.txt').read_text()
-    assert '3 segmentor steps' in profile and 'aten::upsample_bilinear2d_backward' in profile
+    assert '3 segmentor steps' in profile and 'upsample_bilinear2d_backward' not in profile
+    mmseg = (tmp_path / 'seg_iteration_profile_mmseg_loss.txt').read_text()
+    assert '3 segmentor_mmseg_loss steps' in mmseg and 'upsample_bilinear2d_backward' in mmseg

@@ -6,8 +6,13 @@ Measures, for one segmentor (default: PatchViT-B p16, compiled blocks, + LinearH
 - ``backbone``: the backbone alone on GPU-resident images (autocast bf16 forward,
   backward of a scalar, fused AdamW step): the reference step;
 - ``segmentor``: ``model.train_step`` (data preprocessor, backbone, head, loss,
-  ``AmpOptimWrapper`` bf16 update, the loss read back as mmengine's runtime-info
-  hook does) on one batch kept in pinned memory: the iteration without the loader;
+  the ADE20K schedule's optimizer wrapper: ``AmpOptimWrapper`` bf16, layer-decay groups;
+  the loss read back as mmengine's runtime-info hook does) on one batch kept in pinned
+  memory: the iteration without the loader;
+- ``segmentor_mmseg_loss``: the same with ``LinearHead(fast_loss=False)``, i.e. mmseg's
+  ``BaseDecodeHead.loss_by_feat`` (``F.interpolate`` + top-k accuracy);
+- ``segmentor_compiled_loss`` (GPU): ``segmentor`` with the head's
+  ``losses_from_logits`` under ``torch.compile`` (an experiment: not a config option);
 - ``end_to_end``: the same with a fresh batch from the DataLoader every
   iteration: worker processes run the ADE20K training pipeline of
   ``configs/_base_/datasets/ade20k.py`` (JPEG/PNG decode from memory instead of
@@ -23,8 +28,8 @@ GPU machine (device kit, repo root):
         python3 tools/analysis/bench_seg_iteration.py --out $OUT
 CPU smoke test:
     python tools/analysis/bench_seg_iteration.py --device cpu --tiny --out /tmp/seg_iter
-``--profile`` adds ``seg_iteration_profile.txt``: the ops with the most self time over three
-segmentor steps (where the gap to the backbone step goes).
+``--profile`` adds ``seg_iteration_profile.txt`` and ``seg_iteration_profile_mmseg_loss.txt``:
+the ops with the most self time over three steps of each (where the gap to the backbone goes).
 """
 import argparse
 import copy
@@ -36,13 +41,14 @@ import numpy as np
 import torch
 from mmengine.config import Config
 from mmengine.dataset import Compose, pseudo_collate
-from mmengine.optim import AmpOptimWrapper, OptimWrapper
+from mmengine.optim import build_optim_wrapper
 from mmengine.registry import init_default_scope
 from torch.utils.data import DataLoader, Dataset
 
 from mmpatch.utils.benchmark import Timer, markdown_table, median_step_seconds, write_csv
 
 DATASET_CFG = 'configs/_base_/datasets/ade20k.py'
+SCHEDULE_CFG = 'configs/_base_/schedules/ade20k_160k_adamw.py'
 FILE_LOADERS = ('LoadImageFromFile', 'LoadAnnotations')
 NUM_CLASSES = 150
 FULL = dict(arch='base', patch_size=16, crop=512, batch=16, source_hw=(512, 683), num_sources=32,
@@ -51,7 +57,7 @@ TINY = dict(arch=dict(embed_dims=32, num_layers=2, num_heads=2), patch_size=8, c
             source_hw=(64, 85), num_sources=4, warmup=1, steps=3)
 
 
-def segmentor_cfg(arch, patch_size, crop, compile_blocks):
+def segmentor_cfg(arch, patch_size, crop, compile_blocks, fast_loss=True):
     """PatchViT + LinearHead in mmseg's EncoderDecoder with ADE20K's data preprocessor."""
     embed_dims = arch['embed_dims'] if isinstance(arch, dict) else 768
     return dict(
@@ -62,6 +68,7 @@ def segmentor_cfg(arch, patch_size, crop, compile_blocks):
         backbone=dict(type='PatchViT', arch=arch, patch_size=patch_size, img_size=crop,
                       compile_blocks=compile_blocks),
         decode_head=dict(type='LinearHead', in_channels=embed_dims, num_classes=NUM_CLASSES,
+                         fast_loss=fast_loss,
                          loss_decode=dict(type='CrossEntropyLoss', use_sigmoid=False,
                                           loss_weight=1.0)),
         train_cfg=dict(), test_cfg=dict(mode='whole'))
@@ -135,10 +142,21 @@ def loader_images_per_s(loader, batch, warm_batches, timed_batches):
     return timed_batches * batch / (time.perf_counter() - start)
 
 
-def backbone_step(backbone, batch, crop, device):
+def schedule_optim_cfg(cuda):
+    """The ADE20K schedule's optimizer wrapper config (on CPU: fp32 ``OptimWrapper``)."""
+    cfg = copy.deepcopy(Config.fromfile(SCHEDULE_CFG).optim_wrapper)
+    if not cuda:  # AmpOptimWrapper needs a GPU
+        cfg.update(type='OptimWrapper')
+        cfg.pop('dtype', None), cfg.pop('loss_scale', None)
+        cfg.optimizer.pop('fused', None)
+    return cfg
+
+
+def backbone_step(backbone, batch, crop, device, optimizer_cfg):
+    """Autocast forward, backward of a scalar, and the schedule's AdamW (same settings)."""
     images = torch.randn(batch, 3, crop, crop, device=device)
-    optimizer = torch.optim.AdamW(backbone.parameters(), lr=1e-4,
-                                  **(dict(fused=True) if device.type == 'cuda' else {}))
+    kwargs = {k: v for k, v in optimizer_cfg.items() if k != 'type'}
+    optimizer = torch.optim.AdamW(backbone.parameters(), **kwargs)
 
     def step():
         optimizer.zero_grad(set_to_none=True)
@@ -149,14 +167,17 @@ def backbone_step(backbone, batch, crop, device):
     return step
 
 
-def segmentor_step(model, optim_wrapper, next_batch):
+def segmentor_step(model, optim_wrapper, next_batch, **head_attrs):
+    """``model.train_step``; ``head_attrs`` are set on the decode head first (the variants)."""
     def step():
+        for name, value in head_attrs.items():
+            setattr(model.decode_head, name, value)
         log_vars = model.train_step(next_batch(), optim_wrapper)
         log_vars['loss'].item()  # mmengine's RuntimeInfoHook reads the losses every iteration
     return step
 
 
-def profile_steps(step, device, path, steps=3, rows=25):
+def profile_steps(step, device, path, name, steps=3, rows=25):
     """torch.profiler over ``steps`` calls of ``step``; the ops with the most self time."""
     from torch.profiler import ProfilerActivity, profile
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == 'cuda' else [])
@@ -169,7 +190,7 @@ def profile_steps(step, device, path, steps=3, rows=25):
     sort_by = 'self_cuda_time_total' if device.type == 'cuda' else 'self_cpu_time_total'
     table = prof.key_averages().table(sort_by=sort_by, row_limit=rows)
     with open(path, 'w') as f:
-        f.write(f'{steps} segmentor steps, sorted by {sort_by}\n{table}\n')
+        f.write(f'{steps} {name} steps, sorted by {sort_by}\n{table}\n')
     return table
 
 
@@ -206,6 +227,14 @@ def main(argv=None):
     model.init_weights()
     model.to(device).train()
     batch, crop = cfg['batch'], cfg['crop']
+    optim_cfg = schedule_optim_cfg(cuda)
+    optim_wrapper = build_optim_wrapper(model, optim_cfg)
+    head = model.decode_head
+    variants = dict(segmentor=dict(fast_loss=True, losses_from_logits=head.losses_from_logits),
+                    segmentor_mmseg_loss=dict(fast_loss=False))
+    if cuda:
+        variants['segmentor_compiled_loss'] = dict(
+            fast_loss=True, losses_from_logits=torch.compile(head.losses_from_logits))
 
     dataset = InMemorySegDataset(train_pipeline(crop), cfg['source_hw'], cfg['num_sources'],
                                  length=10 ** 7)
@@ -213,15 +242,13 @@ def main(argv=None):
     rows = [dict(what='loader', images_per_s=loader_images_per_s(
         loader, batch, warm_batches=max(workers, 1), timed_batches=max(2 * workers, 2)))]
 
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, **(dict(fused=True) if cuda else {}))
-    optim_wrapper = AmpOptimWrapper(optimizer=optimizer, dtype='bfloat16') if cuda else \
-        OptimWrapper(optimizer=optimizer)
     it = iter(loader)
     fixed = next(it)
-    steps = dict(
-        backbone=backbone_step(model.backbone, batch, crop, device),
-        segmentor=segmentor_step(model, optim_wrapper, lambda: fixed),
-        end_to_end=segmentor_step(model, optim_wrapper, lambda: next(it)))
+    steps = dict(backbone=backbone_step(model.backbone, batch, crop, device, optim_cfg.optimizer))
+    for what, attrs in variants.items():
+        steps[what] = segmentor_step(model, optim_wrapper, lambda: fixed, **attrs)
+    steps['end_to_end'] = segmentor_step(model, optim_wrapper, lambda: next(it),
+                                         **variants['segmentor'])
     for what, step in steps.items():
         seconds = median_step_seconds(step, cfg['warmup'], cfg['steps'], device)
         rows.append(dict(what=what, ms_per_iter=seconds * 1e3, images_per_s=batch / seconds))
@@ -243,8 +270,9 @@ def main(argv=None):
         f.write(text + '\n')
     print(text)
     if args.profile:
-        print(profile_steps(steps['segmentor'], device,
-                            os.path.join(args.out, 'seg_iteration_profile.txt')))
+        for what, suffix in (('segmentor', ''), ('segmentor_mmseg_loss', '_mmseg_loss')):
+            print(profile_steps(steps[what], device, name=what, path=os.path.join(
+                args.out, f'seg_iteration_profile{suffix}.txt')))
     return rows
 
 

@@ -10,14 +10,15 @@
 #   With 12 blocks the patch embedding / position table train at 0.9^13 = 0.25x the head's lr.
 #   Override with optim_wrapper.paramwise_cfg.layer_decay_rate (1.0 turns it off).
 # - no weight decay on 1-D parameters (norms, biases), pos_embed and cls_token.
-# - bf16 autocast (AmpOptimWrapper, needs a GPU); bf16 has fp32's range, so no loss scaling.
+# - bf16 autocast (AmpOptimWrapper, needs a GPU); bf16 has fp32's range, so no loss scaling;
+#   PyTorch's fused AdamW kernel (one launch per parameter group, same update).
 _base_ = 'mmseg::_base_/schedules/schedule_160k.py'
 optim_wrapper = dict(
     _delete_=True,
     type='AmpOptimWrapper',
     dtype='bfloat16',
     loss_scale=dict(enabled=False),
-    optimizer=dict(type='AdamW', lr=5e-5, betas=(0.9, 0.999), weight_decay=0.01),
+    optimizer=dict(type='AdamW', lr=5e-5, betas=(0.9, 0.999), weight_decay=0.01, fused=True),
     constructor='LayerDecayOptimWrapperConstructor',
     paramwise_cfg=dict(layer_decay_rate=0.9, no_decay_names=('pos_embed', 'cls_token')))
 param_scheduler = [

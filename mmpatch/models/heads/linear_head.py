@@ -1,9 +1,12 @@
 """The paper's decoder-free head: a norm and one linear layer per token to the classes."""
+import torch.nn as nn
 from mmcv.cnn import build_norm_layer
 from mmseg.models.decode_heads.decode_head import BaseDecodeHead
 from mmseg.registry import MODELS
 
 from ..layers.layer_norm_2d import LayerNorm2d  # noqa: F401  (registers 'LN2d')
+from ..utils.bilinear_matmul import resize_bilinear_matmul
+from ..utils.pixel_accuracy import pixel_accuracy
 
 
 @MODELS.register_module()
@@ -21,11 +24,17 @@ class LinearHead(BaseDecodeHead):
             so it must equal the (summed) input channels. ``None`` takes it.
         norm_cfg: norm applied before the dropout and ``conv_seg``;
             default ``dict(type='LN2d')``, ``None`` for none.
+        fast_loss: the training loss path of ``BaseDecodeHead.loss_by_feat`` with two
+            substitutions of equal value: the bilinear resize of the logits to the label
+            size as two matrix products (``resize_bilinear_matmul``: no atomic-add backward)
+            and the accuracy by argmax (``pixel_accuracy``: no top-k, no host sync).
+            ``False``: mmseg's own ``loss_by_feat``.
         **kwargs: ``BaseDecodeHead`` arguments (num_classes, dropout_ratio,
             in_index, loss_decode, align_corners, ...).
     """
 
-    def __init__(self, in_channels, channels=None, norm_cfg=dict(type='LN2d'), **kwargs):
+    def __init__(self, in_channels, channels=None, norm_cfg=dict(type='LN2d'), fast_loss=True,
+                 **kwargs):
         if kwargs.get('input_transform') == 'resize_concat':
             width = sum(in_channels)
         elif isinstance(in_channels, int):
@@ -40,9 +49,31 @@ class LinearHead(BaseDecodeHead):
                              f'leave channels=None')
         super().__init__(in_channels, width, norm_cfg=norm_cfg, **kwargs)
         self.norm = build_norm_layer(norm_cfg, width)[1] if norm_cfg is not None else None
+        self.fast_loss = fast_loss
 
     def forward(self, inputs):
         x = self._transform_inputs(inputs)
         if self.norm is not None:
             x = self.norm(x)
         return self.cls_seg(x)
+
+    def loss_by_feat(self, seg_logits, batch_data_samples):
+        if not self.fast_loss:
+            return super().loss_by_feat(seg_logits, batch_data_samples)
+        return self.losses_from_logits(seg_logits, self._stack_batch_gt(batch_data_samples))
+
+    def losses_from_logits(self, seg_logits, seg_label):
+        """The losses and ``acc_seg`` of stride-p logits against (N, 1, H, W) labels."""
+        seg_logits = resize_bilinear_matmul(seg_logits, seg_label.shape[2:], self.align_corners)
+        seg_weight = None if self.sampler is None else self.sampler.sample(seg_logits, seg_label)
+        seg_label = seg_label.squeeze(1)
+        losses_decode = self.loss_decode if isinstance(self.loss_decode, nn.ModuleList) \
+            else [self.loss_decode]
+        loss = dict()
+        for loss_decode in losses_decode:
+            value = loss_decode(seg_logits, seg_label, weight=seg_weight,
+                                ignore_index=self.ignore_index)
+            name = loss_decode.loss_name
+            loss[name] = loss[name] + value if name in loss else value
+        loss['acc_seg'] = pixel_accuracy(seg_logits, seg_label, self.ignore_index)
+        return loss
