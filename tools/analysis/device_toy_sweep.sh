@@ -5,7 +5,8 @@
 # One call per backbone, to stay inside the 10-minute device-call limit (not yet timed this way):
 #   source .device-kit/setup.sh && bash tools/analysis/device_toy_sweep.sh vit_s
 #   source .device-kit/setup.sh && bash tools/analysis/device_toy_sweep.sh adventurer_s
-# Writes $OUT/{results.csv,results.md,results.png,sweep_logs.tar.gz}; to merge two calls, unpack
+# Writes $OUT/{results.csv,results.md,results.png,sweep_logs.tar.gz} after every finished cell
+# (a call cut by the device's time limit still returns the cells done); to merge two calls, unpack
 # both tars into one folder here and run tools/sweep.py --collect-only on it.
 # Do not run cells side by side on one GPU: without MPS the processes time-slice the GPU;
 # with 6 streams on one H200 (2026-11-22) ViT-S took 0.25 s per iteration at p4 and 0.6 s at p1
@@ -17,11 +18,18 @@ W=${SWEEP_DIR:-/tmp/sweep_toy_gpu}
 mkdir -p "$W"
 [ -f data/toy_seg_128/meta.json ] || python3 tools/data/make_toy.py seg --out data/toy_seg_128 \
     --img-size 128 --num-train 400 || exit 1
-timeout "${SWEEP_LIMIT_S:-540}" python3 tools/sweep.py --config-dir configs/toy_gpu \
-    --backbones $BACKBONES --patch-sizes 8 4 2 1 --heads linear upernet --work-dir "$W" \
-    2>&1 | grep -v -e "warn" -e "pkg_resources" -e "_bootstrap" | tee "$W/sweep.txt"
-[ -f "$W/results.csv" ] || python3 tools/sweep.py --config-dir configs/toy_gpu \
-    --backbones $BACKBONES --patch-sizes 8 4 2 1 --heads linear upernet --work-dir "$W" \
-    --collect-only 2>&1 | tail -20  # the time limit cut the sweep: tabulate the finished cells
-cp "$W"/results.{csv,md,png} "$OUT"/ 2>/dev/null
-tar czf "$OUT/sweep_logs.tar.gz" -C "$W" --exclude='*.pth' .
+GRID=(--config-dir configs/toy_gpu --backbones $BACKBONES --patch-sizes 8 4 2 1
+      --heads linear upernet --work-dir "$W")
+save() {  # the finished cells' table, plot and logs into $OUT (a cut call still returns them)
+  python3 tools/sweep.py "${GRID[@]}" --collect-only > "$W/collect.txt" 2>&1
+  cp "$W"/results.{csv,md,png} "$OUT"/ 2>/dev/null
+  tar czf "$OUT/sweep_logs.tar.gz" -C "$W" --exclude='*.pth' .
+}
+timeout "${SWEEP_LIMIT_S:-540}" python3 tools/sweep.py "${GRID[@]}" 2>&1 \
+    | grep --line-buffered -v -e "warn" -e "pkg_resources" -e "_bootstrap" \
+    | while IFS= read -r line; do  # save after every finished cell
+        echo "$line" | tee -a "$W/sweep.txt"
+        [[ $line == *"mIoU"* ]] && save
+      done
+save
+cat "$W/collect.txt" | tail -20
