@@ -250,12 +250,19 @@ def main(argv=None):
     steps['end_to_end'] = segmentor_step(model, optim_wrapper, lambda: next(it),
                                          **variants['segmentor'])
     for what, step in steps.items():
-        seconds = median_step_seconds(step, cfg['warmup'], cfg['steps'], device)
+        try:
+            seconds = median_step_seconds(step, cfg['warmup'], cfg['steps'], device)
+        except Exception as e:  # the compile experiment may fail on a torch version: keep the rest
+            if what != 'segmentor_compiled_loss':
+                raise
+            rows.append(dict(what=what, error=f'{type(e).__name__}: {str(e)[:200]}'))
+            print(rows[-1], flush=True)
+            continue
         rows.append(dict(what=what, ms_per_iter=seconds * 1e3, images_per_s=batch / seconds))
         print(rows[-1], flush=True)
     reference = rows[1]['ms_per_iter']
     for row in rows[1:]:
-        row['time_vs_backbone'] = row['ms_per_iter'] / reference
+        row['time_vs_backbone'] = row['ms_per_iter'] / reference if 'ms_per_iter' in row else None
     rows[0]['time_vs_backbone'] = None
     meta = dict(device=torch.cuda.get_device_name(device) if cuda else 'cpu', batch=batch,
                 crop=crop, patch_size=cfg['patch_size'], workers=workers,
@@ -265,7 +272,7 @@ def main(argv=None):
     os.makedirs(args.out, exist_ok=True)
     write_csv(os.path.join(args.out, 'seg_iteration.csv'), rows)
     text = markdown_table(rows, ['what', 'ms_per_iter', 'images_per_s', 'time_vs_backbone',
-                                 'batch', 'workers', 'device'])
+                                 'batch', 'workers', 'device', 'error'])
     with open(os.path.join(args.out, 'seg_iteration.md'), 'w') as f:
         f.write(text + '\n')
     print(text)
