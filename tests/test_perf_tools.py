@@ -201,9 +201,11 @@ def test_benchmark_cpu_smoke(tmp_path):
 
 def test_seg_iteration_cpu_smoke(tmp_path):
     rows = load_tool('tools/analysis/bench_seg_iteration.py')['main'](
-        ['--device', 'cpu', '--tiny', '--profile', '--out', str(tmp_path)])
+        ['--device', 'cpu', '--tiny', '--profile', '--end-to-end-workers', '1', '--out',
+         str(tmp_path)])
     assert [r['what'] for r in rows] == ['loader', 'backbone', 'segmentor', 'segmentor_mmseg_loss',
-                                        'end_to_end']
+                                        'end_to_end', 'end_to_end_w1']
+    assert [r['workers'] for r in rows[-2:]] == [0, 1]
     assert all(r['images_per_s'] > 0 for r in rows)
     assert (tmp_path / 'seg_iteration.csv').stat().st_size > 0
     profile = (tmp_path / 'seg_iteration_profile.txt').read_text()

@@ -94,3 +94,25 @@ def test_no_train_val_reaches_training_only(tmp_path, monkeypatch, train_val):
     assert (train_script, test_script) == ('train.py', 'test.py')
     assert (cells.NO_TRAIN_VAL in train_args) is (not train_val)
     assert cells.NO_TRAIN_VAL not in test_args and 'a=1' in train_args and 'a=1' in test_args
+
+
+def test_isolated_cells_give_the_same_result(finished_sweep, toy_seg_root, tmp_path):
+    # default: train/test inside the sweep's process; --isolate: one process each
+    proc = _sweep(tmp_path, toy_seg_root, '--isolate')
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    in_process_dir = finished_sweep[0]
+    for config in CELLS:
+        name = osp.splitext(osp.basename(config))[0]
+        isolated, in_process = (report.read_test_metrics(str(d / name))
+                                for d in (tmp_path, in_process_dir))
+        metrics = ('aAcc', 'mIoU', 'mAcc')  # not the timings
+        assert [isolated[k] for k in metrics] == [in_process[k] for k in metrics]
+        # each in-process run writes its training scalars into its own cell
+        assert report.read_train_scalars(str(in_process_dir / name))[0] is not None
+
+
+def test_in_process_cell_failure_names_the_problem(tmp_path):
+    proc = _sweep(tmp_path, tmp_path / 'no_such_data')
+    assert proc.returncode != 0
+    assert 'vit_t_p8_linear failed: train.py failed: dataset path not found' in proc.stderr
+    assert 'sweep.log' in proc.stderr and 'Traceback' not in proc.stderr

@@ -43,6 +43,10 @@ def parse_args(argv=None):
                     help="skip the configs' validation during training (each cell is tested "
                          'once, by tools/test.py, either way)')
     ap.add_argument('--cfg-options', nargs='+', default=[], help='passed to every train/test call')
+    ap.add_argument('--isolate', action='store_true',
+                    help="run each cell's training and test as separate processes (always so with "
+                         '--gpus > 1 or a launcher); by default one device runs them in this '
+                         'process: one import, compiled and autotuned kernels reused')
     return ap.parse_args(argv)
 
 
@@ -86,6 +90,7 @@ def main(argv=None):
             t = time.time()
             try:
                 run_cell(cell, gpus=args.gpus, launcher=args.launcher, cfg_options=args.cfg_options,
+                         isolate=args.isolate,
                          train_val=not args.no_train_val)
             except (RuntimeError, FileNotFoundError) as e:
                 sys.exit(f'sweep: cell {cell.name} failed: {e}')

@@ -3,13 +3,23 @@
 A cell's work dir holds what mmengine writes (logs, ``vis_data/scalars.json``,
 checkpoints) and, once its test finished, ``done.json``. A cell with
 ``done.json`` is skipped, so an interrupted sweep resumes where it stopped.
+
+On one device without a launcher, ``tools/train.py`` and ``tools/test.py`` run
+inside the sweep's process (their ``main`` functions, output to the cell's
+``sweep.log``): the packages are imported once, and kernels compiled or autotuned
+for one cell (Triton, cuDNN) serve the next. ``isolate=True``, several GPUs or a
+launcher run each as its own process.
 """
+import contextlib
+import gc
 import json
+import logging
 import os
 import os.path as osp
 import subprocess
 import sys
 import time
+import traceback
 from dataclasses import dataclass
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
@@ -43,8 +53,11 @@ def make_cells(configs, sweep_dir):
     return [Cell(c, osp.join(sweep_dir, n)) for c, n in zip(configs, names)]
 
 
-def _launch(script, args, gpus, launcher, log_path):
-    """Run tools/<script> as a subprocess (torchrun for several GPUs); output to log_path."""
+def _launch(script, args, gpus, launcher, log_path, isolate=False):
+    """Run tools/<script> with ``args``: in this process, or as a subprocess (torchrun for
+    several GPUs) when ``isolate``, ``gpus > 1`` or a launcher asks for one; output to log_path."""
+    if not isolate and gpus == 1 and launcher == 'none':
+        return _run_in_process(script, args, log_path)
     if gpus > 1:
         cmd = [sys.executable, '-m', 'torch.distributed.run', f'--nproc_per_node={gpus}',
                f'--master_port={29500 + os.getpid() % 1000}',
@@ -55,6 +68,60 @@ def _launch(script, args, gpus, launcher, log_path):
         proc = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=REPO)
     if proc.returncode != 0:
         raise RuntimeError(f'{script} failed (exit {proc.returncode}); see {log_path}')
+
+
+def _run_in_process(script, args, log_path):
+    """``tools/<script>``'s main on ``args`` in this process, stdout and stderr to log_path."""
+    from mmpatch.engine import cli
+    main = dict(zip(('train.py', 'test.py'), (cli.train_main, cli.test_main)))[script]
+    cwd = os.getcwd()
+    before = {cls: set(cls._instance_dict) for cls in _manager_classes()}
+    with open(log_path, 'a') as log:
+        try:
+            os.chdir(REPO)  # as the subprocess (relative config and data paths)
+            with contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
+                try:
+                    main(args)
+                except SystemExit as e:  # argparse
+                    if e.code not in (0, None):
+                        raise RuntimeError(f'{script} failed (exit {e.code}); see {log_path}')
+                except (cli.CliError, cli.TrainingFailure) as e:
+                    print(f'{script}: error: {e}', file=sys.stderr)
+                    raise RuntimeError(f'{script} failed: {e}; see {log_path}') from None
+                except Exception as e:
+                    traceback.print_exc()
+                    raise RuntimeError(f'{script} failed ({type(e).__name__}: {e}); '
+                                       f'see {log_path}') from e
+        finally:
+            os.chdir(cwd)
+            _drop_new_instances(before)
+            gc.collect()
+            import torch
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+
+
+def _manager_classes():
+    """mmengine's global-instance classes (Visualizer, MessageHub, MMLogger, DefaultScope, ...)."""
+    from mmengine.utils import ManagerMixin
+    classes, todo = [], [ManagerMixin]
+    while todo:
+        cls = todo.pop()
+        classes.append(cls)
+        todo.extend(cls.__subclasses__())
+    return classes
+
+
+def _drop_new_instances(before):
+    """Forget the global instances a run created (mmengine keeps them by name in
+    ``_instance_dict``): mmseg's runtime names its visualizer 'visualizer', so the next run
+    would get this one back, and write its scalars into this run's folder."""
+    for cls in _manager_classes():
+        for name in set(cls._instance_dict) - before.get(cls, set()):
+            instance = cls._instance_dict.pop(name)
+            for handler in list(getattr(instance, 'handlers', [])):  # MMLogger's log file
+                if isinstance(handler, logging.FileHandler):
+                    handler.close()
 
 
 def last_checkpoint(work_dir):
@@ -73,23 +140,24 @@ def _cfg_options_args(options):
     return ['--cfg-options', *options] if options else []
 
 
-def run_cell(cell, gpus=1, launcher='none', cfg_options=(), train_val=True):
+def run_cell(cell, gpus=1, launcher='none', cfg_options=(), train_val=True, isolate=False):
     """Train (resuming a partial run) and test one cell; write done.json.
 
     ``train_val=False`` skips the config's validation during training: the cell is tested
-    by tools/test.py afterwards either way.
+    by tools/test.py afterwards either way. ``isolate``: train and test in subprocesses
+    even on one device (see the module docstring).
     """
     os.makedirs(cell.work_dir, exist_ok=True)
     log_path = osp.join(cell.work_dir, 'sweep.log')
     train_options = [*cfg_options, *([] if train_val else [NO_TRAIN_VAL])]
     t0 = time.time()
     _launch('train.py', [cell.config, '--work-dir', cell.work_dir, '--resume',
-                         *_cfg_options_args(train_options)], gpus, launcher, log_path)
+                         *_cfg_options_args(train_options)], gpus, launcher, log_path, isolate)
     t_train = time.time() - t0
     ckpt = last_checkpoint(cell.work_dir)
     test_dir = osp.join(cell.work_dir, 'test')
     _launch('test.py', [cell.config, ckpt, '--work-dir', test_dir,
-                        *_cfg_options_args(cfg_options)], gpus, launcher, log_path)
+                        *_cfg_options_args(cfg_options)], gpus, launcher, log_path, isolate)
     with open(cell.done_file, 'w') as f:
         json.dump(dict(config=cell.config, checkpoint=ckpt, train_seconds=t_train,
                        test_seconds=time.time() - t0 - t_train), f, indent=1)

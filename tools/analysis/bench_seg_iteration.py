@@ -18,7 +18,9 @@ Measures, for one segmentor (default: PatchViT-B p16, compiled blocks, + LinearH
   ``configs/_base_/datasets/ade20k.py`` (JPEG/PNG decode from memory instead of
   the disk, then RandomResize, RandomCrop, RandomFlip, PhotoMetricDistortion,
   PackSegInputs), pinned memory, mmengine's ``pseudo_collate``;
-- ``loader``: the DataLoader alone (images/s it can deliver).
+- ``loader``: the DataLoader alone (images/s it can deliver);
+- ``end_to_end_w{N}`` (``--end-to-end-workers N ...``): ``end_to_end`` with N loader workers
+  (the workers compete with the launch-bound main process for the CPU cores).
 
 Median per-iteration time (CUDA events; the loader wait falls between events)
 and the ratio of each to the backbone step. Writes ``seg_iteration.{csv,md}``.
@@ -177,6 +179,17 @@ def segmentor_step(model, optim_wrapper, next_batch, **head_attrs):
     return step
 
 
+def end_to_end_seconds(model, optim_wrapper, dataset, batch, workers, cuda, cfg, head_attrs):
+    """Median ``end_to_end`` step with a loader of ``workers`` workers (shut down after)."""
+    it = iter(make_loader(dataset, batch, workers, pin=cuda))
+    step = segmentor_step(model, optim_wrapper, lambda: next(it), **head_attrs)
+    try:
+        return median_step_seconds(step, max(cfg['warmup'], workers), cfg['steps'],
+                                   torch.device('cuda' if cuda else 'cpu'))
+    finally:
+        del it, step
+
+
 def profile_steps(step, device, path, name, steps=3, rows=25):
     """torch.profiler over ``steps`` calls of ``step``; the ops with the most self time."""
     from torch.profiler import ProfilerActivity, profile
@@ -200,6 +213,8 @@ def parse_args(argv=None):
     parser.add_argument('--tiny', action='store_true', help='tiny model and crops (smoke test)')
     parser.add_argument('--workers', type=int, default=None,
                         help='DataLoader workers (default: CPU cores - 2, at most 14)')
+    parser.add_argument('--end-to-end-workers', type=int, nargs='*', default=[], metavar='N',
+                        help='also time end_to_end with each of these worker counts')
     parser.add_argument('--batch', type=int, default=None)
     parser.add_argument('--no-compile', action='store_true', help='eager backbone blocks')
     parser.add_argument('--profile', action='store_true',
@@ -260,6 +275,14 @@ def main(argv=None):
             continue
         rows.append(dict(what=what, ms_per_iter=seconds * 1e3, images_per_s=batch / seconds))
         print(rows[-1], flush=True)
+    profiled = {what: steps[what] for what in ('segmentor', 'segmentor_mmseg_loss')}
+    del it, steps  # shut the first loader's workers down before starting others
+    for n in args.end_to_end_workers:
+        seconds = end_to_end_seconds(model, optim_wrapper, dataset, batch, n, cuda, cfg,
+                                     variants['segmentor'])
+        rows.append(dict(what=f'end_to_end_w{n}', ms_per_iter=seconds * 1e3,
+                         images_per_s=batch / seconds, workers=n))
+        print(rows[-1], flush=True)
     reference = rows[1]['ms_per_iter']
     for row in rows[1:]:
         row['time_vs_backbone'] = row['ms_per_iter'] / reference if 'ms_per_iter' in row else None
@@ -268,7 +291,7 @@ def main(argv=None):
                 crop=crop, patch_size=cfg['patch_size'], workers=workers,
                 compile_blocks=cuda and not args.no_compile, steps=cfg['steps'])
     for row in rows:
-        row.update(meta)
+        row.update({k: v for k, v in meta.items() if k not in row})
     os.makedirs(args.out, exist_ok=True)
     write_csv(os.path.join(args.out, 'seg_iteration.csv'), rows)
     text = markdown_table(rows, ['what', 'ms_per_iter', 'images_per_s', 'time_vs_backbone',
@@ -278,7 +301,7 @@ def main(argv=None):
     print(text)
     if args.profile:
         for what, suffix in (('segmentor', ''), ('segmentor_mmseg_loss', '_mmseg_loss')):
-            print(profile_steps(steps[what], device, name=what, path=os.path.join(
+            print(profile_steps(profiled[what], device, name=what, path=os.path.join(
                 args.out, f'seg_iteration_profile{suffix}.txt')))
     return rows
 

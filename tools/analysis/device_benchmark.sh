@@ -7,9 +7,11 @@
 #   small (~5 min):    the small-patch rows alone, in one run: matmul ceiling, ViT-B p2 ours /
 #                      timm / mmseg, ViT-B p1 ours, Adventurer-B p2 and p1, then the mmseg
 #                      training iteration against the backbone step (bench_seg_iteration.py).
-#   seg (~3 min):      the mmseg training iteration alone (ViT-B p16, batch 16): backbone step,
+#   seg (~3 min on 2026-12-01, before the worker rows): the mmseg training iteration alone
+#                      (ViT-B p16, batch 16): backbone step,
 #                      segmentor with mmpatch's and with mmseg's loss path, compiled loss,
-#                      end to end with the loader, and a profile of both loss paths.
+#                      end to end with the loader (14, 4 and 8 workers), a profile of both loss
+#                      paths.
 # Device call (carry .device-kit; the tree travels without .git, so name the commit):
 #   source .device-kit/setup.sh && export PYTHONPATH=$PYTHONPATH:. && \
 #     MMPATCH_COMMIT=<sha> bash tools/analysis/device_benchmark.sh round1
@@ -39,7 +41,8 @@ case $1 in
       | tee -a "$OUT/log.txt" | grep -v -e ' - mmengine - INFO - ' -e '^decode_head\.' -e '^backbone\.'
     ;;
   seg)
-    timeout 400 python3 tools/analysis/bench_seg_iteration.py --profile --out "$OUT" 2>&1 \
+    timeout 400 python3 tools/analysis/bench_seg_iteration.py --profile --end-to-end-workers 4 8 \
+      --out "$OUT" 2>&1 \
       | tee "$OUT/log.txt" | grep -v -e ' - mmengine - INFO - ' -e '^decode_head\.' -e '^backbone\.'
     exit
     ;;
