@@ -47,7 +47,7 @@ from mmengine.optim import build_optim_wrapper
 from mmengine.registry import init_default_scope
 from torch.utils.data import DataLoader, Dataset
 
-from mmpatch.utils.benchmark import Timer, markdown_table, median_step_seconds, write_csv
+from mmpatch.utils.benchmark import markdown_table, median_step_seconds, write_csv
 
 DATASET_CFG = 'configs/_base_/datasets/ade20k.py'
 SCHEDULE_CFG = 'configs/_base_/schedules/ade20k_160k_adamw.py'
