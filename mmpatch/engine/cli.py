@@ -423,20 +423,31 @@ def test_main(argv=None):
     runner.test()
 
 
-def run(main, prog):
-    """Run ``main``; a known failure becomes ``prog: error: message`` on stderr, no traceback.
+def known_failure(err):
+    """``(message, exit code)`` of a failure reported as one line, None for any other error.
 
     Exit code 2: bad input (CLI, config, data files, checkpoint); 1: training
     failed (out of memory, non-finite loss).
     """
+    if isinstance(err, (CliError, CheckpointMismatchError)):
+        return str(err), 2
+    if isinstance(err, DataError):
+        return original_message(err), 2
+    if isinstance(err, (TrainingFailure, NonFiniteLossError)):
+        return str(err), 1
+    return None
+
+
+def run(main, prog):
+    """Run ``main``; a known failure becomes ``prog: error: message`` on stderr (exit code from
+    ``known_failure``), no traceback; other errors propagate."""
     try:
         main()
-    except (CliError, CheckpointMismatchError) as e:
-        _fail(prog, str(e), 2)
-    except DataError as e:
-        _fail(prog, original_message(e), 2)
-    except (TrainingFailure, NonFiniteLossError) as e:
-        _fail(prog, str(e), 1)
+    except Exception as e:
+        failure = known_failure(e)
+        if failure is None:
+            raise
+        _fail(prog, *failure)
 
 
 def _fail(prog, message, code):

@@ -85,13 +85,13 @@ def _run_in_process(script, args, log_path):
                 except SystemExit as e:  # argparse
                     if e.code not in (0, None):
                         raise RuntimeError(f'{script} failed (exit {e.code}); see {log_path}')
-                except (cli.CliError, cli.TrainingFailure) as e:
-                    print(f'{script}: error: {e}', file=sys.stderr)
-                    raise RuntimeError(f'{script} failed: {e}; see {log_path}') from None
-                except Exception as e:
-                    traceback.print_exc()
-                    raise RuntimeError(f'{script} failed ({type(e).__name__}: {e}); '
-                                       f'see {log_path}') from e
+                except Exception as e:  # one line as the tool prints it, else the traceback
+                    failure = cli.known_failure(e)
+                    if failure is None:
+                        traceback.print_exc()
+                    detail = failure[0] if failure else f'{type(e).__name__}: {e}'
+                    print(f'{script}: error: {detail}', file=sys.stderr)
+                    raise RuntimeError(f'{script} failed: {detail}; see {log_path}') from None
         finally:
             os.chdir(cwd)
             _drop_new_instances(before)

@@ -11,8 +11,6 @@ Measures, for one segmentor (default: PatchViT-B p16, compiled blocks, + LinearH
   memory: the iteration without the loader;
 - ``segmentor_mmseg_loss``: the same with ``LinearHead(fast_loss=False)``, i.e. mmseg's
   ``BaseDecodeHead.loss_by_feat`` (``F.interpolate`` + top-k accuracy);
-- ``segmentor_compiled_loss`` (GPU): ``segmentor`` with the head's
-  ``losses_from_logits`` under ``torch.compile`` (an experiment: not a config option);
 - ``end_to_end``: the same with a fresh batch from the DataLoader every
   iteration: worker processes run the ADE20K training pipeline of
   ``configs/_base_/datasets/ade20k.py`` (JPEG/PNG decode from memory instead of
@@ -59,7 +57,7 @@ TINY = dict(arch=dict(embed_dims=32, num_layers=2, num_heads=2), patch_size=8, c
             source_hw=(64, 85), num_sources=4, warmup=1, steps=3)
 
 
-def segmentor_cfg(arch, patch_size, crop, compile_blocks, fast_loss=True):
+def segmentor_cfg(arch, patch_size, crop, compile_blocks):
     """PatchViT + LinearHead in mmseg's EncoderDecoder with ADE20K's data preprocessor."""
     embed_dims = arch['embed_dims'] if isinstance(arch, dict) else 768
     return dict(
@@ -70,7 +68,6 @@ def segmentor_cfg(arch, patch_size, crop, compile_blocks, fast_loss=True):
         backbone=dict(type='PatchViT', arch=arch, patch_size=patch_size, img_size=crop,
                       compile_blocks=compile_blocks),
         decode_head=dict(type='LinearHead', in_channels=embed_dims, num_classes=NUM_CLASSES,
-                         fast_loss=fast_loss,
                          loss_decode=dict(type='CrossEntropyLoss', use_sigmoid=False,
                                           loss_weight=1.0)),
         train_cfg=dict(), test_cfg=dict(mode='whole'))
@@ -169,25 +166,21 @@ def backbone_step(backbone, batch, crop, device, optimizer_cfg):
     return step
 
 
-def segmentor_step(model, optim_wrapper, next_batch, **head_attrs):
-    """``model.train_step``; ``head_attrs`` are set on the decode head first (the variants)."""
+def segmentor_step(model, optim_wrapper, next_batch, fast_loss=True):
+    """``model.train_step`` with the head's ``fast_loss`` set as given."""
     def step():
-        for name, value in head_attrs.items():
-            setattr(model.decode_head, name, value)
+        model.decode_head.fast_loss = fast_loss
         log_vars = model.train_step(next_batch(), optim_wrapper)
         log_vars['loss'].item()  # mmengine's RuntimeInfoHook reads the losses every iteration
     return step
 
 
-def end_to_end_seconds(model, optim_wrapper, dataset, batch, workers, cuda, cfg, head_attrs):
-    """Median ``end_to_end`` step with a loader of ``workers`` workers (shut down after)."""
-    it = iter(make_loader(dataset, batch, workers, pin=cuda))
-    step = segmentor_step(model, optim_wrapper, lambda: next(it), **head_attrs)
-    try:
-        return median_step_seconds(step, max(cfg['warmup'], workers), cfg['steps'],
-                                   torch.device('cuda' if cuda else 'cpu'))
-    finally:
-        del it, step
+def end_to_end_seconds(model, optim_wrapper, dataset, batch, workers, device, cfg):
+    """Median ``train_step`` on fresh batches from a loader of ``workers`` workers, which
+    are shut down on return; the warm-up covers their start (one batch each)."""
+    it = iter(make_loader(dataset, batch, workers, pin=device.type == 'cuda'))
+    step = segmentor_step(model, optim_wrapper, lambda: next(it))
+    return median_step_seconds(step, max(cfg['warmup'], workers), cfg['steps'], device)
 
 
 def profile_steps(step, device, path, name, steps=3, rows=25):
@@ -244,12 +237,6 @@ def main(argv=None):
     batch, crop = cfg['batch'], cfg['crop']
     optim_cfg = schedule_optim_cfg(cuda)
     optim_wrapper = build_optim_wrapper(model, optim_cfg)
-    head = model.decode_head
-    variants = dict(segmentor=dict(fast_loss=True, losses_from_logits=head.losses_from_logits),
-                    segmentor_mmseg_loss=dict(fast_loss=False))
-    if cuda:
-        variants['segmentor_compiled_loss'] = dict(
-            fast_loss=True, losses_from_logits=torch.compile(head.losses_from_logits))
 
     dataset = InMemorySegDataset(train_pipeline(crop), cfg['source_hw'], cfg['num_sources'],
                                  length=10 ** 7)
@@ -257,35 +244,26 @@ def main(argv=None):
     rows = [dict(what='loader', images_per_s=loader_images_per_s(
         loader, batch, warm_batches=max(workers, 1), timed_batches=max(2 * workers, 2)))]
 
-    it = iter(loader)
-    fixed = next(it)
-    steps = dict(backbone=backbone_step(model.backbone, batch, crop, device, optim_cfg.optimizer))
-    for what, attrs in variants.items():
-        steps[what] = segmentor_step(model, optim_wrapper, lambda: fixed, **attrs)
-    steps['end_to_end'] = segmentor_step(model, optim_wrapper, lambda: next(it),
-                                         **variants['segmentor'])
+    fixed = next(iter(loader))
+    del loader  # its workers stop: each end-to-end row starts its own
+    steps = dict(
+        backbone=backbone_step(model.backbone, batch, crop, device, optim_cfg.optimizer),
+        segmentor=segmentor_step(model, optim_wrapper, lambda: fixed),
+        segmentor_mmseg_loss=segmentor_step(model, optim_wrapper, lambda: fixed, fast_loss=False))
+
+    def add_row(what, seconds, **extra):
+        rows.append(dict(what=what, ms_per_iter=seconds * 1e3, images_per_s=batch / seconds,
+                         **extra))
+        print(rows[-1], flush=True)
     for what, step in steps.items():
-        try:
-            seconds = median_step_seconds(step, cfg['warmup'], cfg['steps'], device)
-        except Exception as e:  # the compile experiment may fail on a torch version: keep the rest
-            if what != 'segmentor_compiled_loss':
-                raise
-            rows.append(dict(what=what, error=f'{type(e).__name__}: {str(e)[:200]}'))
-            print(rows[-1], flush=True)
-            continue
-        rows.append(dict(what=what, ms_per_iter=seconds * 1e3, images_per_s=batch / seconds))
-        print(rows[-1], flush=True)
-    profiled = {what: steps[what] for what in ('segmentor', 'segmentor_mmseg_loss')}
-    del it, steps  # shut the first loader's workers down before starting others
-    for n in args.end_to_end_workers:
-        seconds = end_to_end_seconds(model, optim_wrapper, dataset, batch, n, cuda, cfg,
-                                     variants['segmentor'])
-        rows.append(dict(what=f'end_to_end_w{n}', ms_per_iter=seconds * 1e3,
-                         images_per_s=batch / seconds, workers=n))
-        print(rows[-1], flush=True)
+        add_row(what, median_step_seconds(step, cfg['warmup'], cfg['steps'], device))
+    for what, n in [('end_to_end', workers)] + [
+            (f'end_to_end_w{n}', n) for n in args.end_to_end_workers]:
+        add_row(what, end_to_end_seconds(model, optim_wrapper, dataset, batch, n, device, cfg),
+                workers=n)
     reference = rows[1]['ms_per_iter']
     for row in rows[1:]:
-        row['time_vs_backbone'] = row['ms_per_iter'] / reference if 'ms_per_iter' in row else None
+        row['time_vs_backbone'] = row['ms_per_iter'] / reference
     rows[0]['time_vs_backbone'] = None
     meta = dict(device=torch.cuda.get_device_name(device) if cuda else 'cpu', batch=batch,
                 crop=crop, patch_size=cfg['patch_size'], workers=workers,
@@ -295,13 +273,13 @@ def main(argv=None):
     os.makedirs(args.out, exist_ok=True)
     write_csv(os.path.join(args.out, 'seg_iteration.csv'), rows)
     text = markdown_table(rows, ['what', 'ms_per_iter', 'images_per_s', 'time_vs_backbone',
-                                 'batch', 'workers', 'device', 'error'])
+                                 'batch', 'workers', 'device'])
     with open(os.path.join(args.out, 'seg_iteration.md'), 'w') as f:
         f.write(text + '\n')
     print(text)
     if args.profile:
         for what, suffix in (('segmentor', ''), ('segmentor_mmseg_loss', '_mmseg_loss')):
-            print(profile_steps(profiled[what], device, name=what, path=os.path.join(
+            print(profile_steps(steps[what], device, name=what, path=os.path.join(
                 args.out, f'seg_iteration_profile{suffix}.txt')))
     return rows
 

@@ -7,11 +7,11 @@
 #   small (~5 min):    the small-patch rows alone, in one run: matmul ceiling, ViT-B p2 ours /
 #                      timm / mmseg, ViT-B p1 ours, Adventurer-B p2 and p1, then the mmseg
 #                      training iteration against the backbone step (bench_seg_iteration.py).
-#   seg (~3 min on 2026-12-01, before the worker rows): the mmseg training iteration alone
-#                      (ViT-B p16, batch 16): backbone step,
-#                      segmentor with mmpatch's and with mmseg's loss path, compiled loss,
-#                      end to end with the loader (14, 4 and 8 workers), a profile of both loss
-#                      paths.
+#   seg:               the mmseg training iteration alone (ViT-B p16, batch 16): backbone step,
+#                      segmentor with mmpatch's and with mmseg's loss path, end to end with the
+#                      loader (14, 4 and 8 workers), a profile of both loss paths (2026-12-01,
+#                      without the 4- and 8-worker rows, with a compiled-loss row since dropped:
+#                      ~2.5 min of a call, from the call's timestamps).
 # Device call (carry .device-kit; the tree travels without .git, so name the commit):
 #   source .device-kit/setup.sh && export PYTHONPATH=$PYTHONPATH:. && \
 #     MMPATCH_COMMIT=<sha> bash tools/analysis/device_benchmark.sh round1

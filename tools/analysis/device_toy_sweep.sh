@@ -4,11 +4,12 @@
 # cells one after another through tools/sweep.py, then the table and plot.
 # One call per backbone, to stay inside the 10-minute device-call limit. Not yet timed with the
 # sweep's in-process cells. With a process per train/test run (2026-12-01, commit 433993e) a
-# call ran out of time: every process spent 23 s importing (the kit's site-packages recompile
-# without .pyc), Adventurer-S cells took 282 s (p8 linear) and 162 s (p8 UperNet; not profiled:
+# call ran out of time: every process spent 23 s importing (mmdet's SyntaxWarnings print each
+# time, so the kit's bytecode is likely not cached), Adventurer-S cells took 282 s (p8 linear) and 162 s (p8 UperNet; not profiled:
 # Triton compiling and autotuning the mamba_ssm kernels in every new process is the suspect),
 # one ViT-S p8 training run alone took 45 s including its import (400 iterations at 0.05 s),
-# and the ViT-S call returned no line at all (grep's output was block-buffered; fixed). The
+# and the ViT-S call returned no line at all (likely grep's block-buffered output, lost with the
+# call; grep is now line-buffered). The
 # sweep's limit (SWEEP_LIMIT_S, default 480 s) leaves the call time for the kit and the save:
 #   source .device-kit/setup.sh && bash tools/analysis/device_toy_sweep.sh vit_s
 #   source .device-kit/setup.sh && bash tools/analysis/device_toy_sweep.sh adventurer_s
@@ -28,7 +29,7 @@ mkdir -p "$W"
 GRID=(--config-dir configs/toy_gpu --backbones $BACKBONES --patch-sizes 8 4 2 1
       --heads linear upernet --work-dir "$W")
 save() {  # the finished cells' table, plot and logs into $OUT (a cut call still returns them)
-  python3 tools/sweep.py "${GRID[@]}" --collect-only > "$W/collect.txt" 2>&1
+  python3 tools/sweep.py "${GRID[@]}" --collect-only "$@" > "$W/collect.txt" 2>&1
   cp "$W"/results.{csv,md,png} "$OUT"/ 2>/dev/null
   tar czf "$OUT/sweep_logs.tar.gz" -C "$W" --exclude='*.pth' .
 }
@@ -36,7 +37,7 @@ timeout "${SWEEP_LIMIT_S:-480}" python3 tools/sweep.py "${GRID[@]}" 2>&1 \
     | grep --line-buffered -v -e "warn" -e "pkg_resources" -e "_bootstrap" \
     | while IFS= read -r line; do  # save after every finished cell
         echo "$line" | tee -a "$W/sweep.txt"
-        [[ $line == *"mIoU"* ]] && save
+        [[ $line == *": mIoU "* ]] && save --no-baseline  # a cell's "[i/n] name: mIoU x" line
       done
 save
-cat "$W/collect.txt" | tail -20
+tail -20 "$W/collect.txt"

@@ -58,12 +58,10 @@ class LinearHead(BaseDecodeHead):
         return self.cls_seg(x)
 
     def loss_by_feat(self, seg_logits, batch_data_samples):
+        """``BaseDecodeHead.loss_by_feat`` with the substitutions of ``fast_loss``."""
         if not self.fast_loss:
             return super().loss_by_feat(seg_logits, batch_data_samples)
-        return self.losses_from_logits(seg_logits, self._stack_batch_gt(batch_data_samples))
-
-    def losses_from_logits(self, seg_logits, seg_label):
-        """The losses and ``acc_seg`` of stride-p logits against (N, 1, H, W) labels."""
+        seg_label = self._stack_batch_gt(batch_data_samples)
         seg_logits = resize_bilinear_matmul(seg_logits, seg_label.shape[2:], self.align_corners)
         seg_weight = None if self.sampler is None else self.sampler.sample(seg_logits, seg_label)
         seg_label = seg_label.squeeze(1)

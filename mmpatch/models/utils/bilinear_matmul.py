@@ -6,6 +6,8 @@ output pixel's gradient into its 4 source cells; at a 16x upsample of 150-class 
 ``Ah @ x @ Aw^T`` (``Ah``: out_h x in_h, ``Aw``: out_w x in_w, 2 non-zeros per row) gives the
 same values and its backward is two more matrix products, accumulated in fp32 by the GEMM.
 """
+from functools import lru_cache
+
 import torch
 from torch import Tensor
 
@@ -45,6 +47,13 @@ def resize_bilinear_matmul(x: Tensor, size, align_corners: bool = False) -> Tens
     if (out_h, out_w) == (in_h, in_w):
         return x
     dtype = x.dtype if x.is_floating_point() else torch.float32
-    weights_h = bilinear_weights(out_h, in_h, align_corners).to(x.device, dtype)
-    weights_w = bilinear_weights(out_w, in_w, align_corners).to(x.device, dtype)
+    weights_h = _device_weights(out_h, in_h, align_corners, x.device, dtype)
+    weights_w = _device_weights(out_w, in_w, align_corners, x.device, dtype)
     return torch.matmul(weights_h, torch.matmul(x, weights_w.t()))
+
+
+@lru_cache(maxsize=32)
+def _device_weights(out_size, in_size, align_corners, device, dtype):
+    """``bilinear_weights`` on ``device`` in ``dtype``, built and copied once per shape, not per
+    training step."""
+    return bilinear_weights(out_size, in_size, align_corners).to(device, dtype)
