@@ -147,3 +147,26 @@ def test_mixer_impl_selection_on_cpu():
         set_mamba_impl(mixer, 'triton')
     with pytest.raises(ValueError, match='headdim'):
         Mamba2Mixer(10, headdim=8)
+
+
+def test_ssd_runs_on_devices_without_autocast(monkeypatch):
+    # torch 2.11 raises for torch.autocast('meta'); the FLOP counter runs the model on 'meta'
+    real_autocast = torch.autocast
+
+    def autocast(device_type, *args, **kwargs):
+        if device_type == 'meta':
+            raise RuntimeError('unsupported scalarType')
+        return real_autocast(device_type, *args, **kwargs)
+    monkeypatch.setattr(torch, 'autocast', autocast)
+    monkeypatch.setattr(torch.amp, 'is_autocast_available', lambda device_type: device_type != 'meta')
+    b, l, h, p, g, n = 1, 8, 2, 4, 1, 3
+    x = torch.zeros(b, l, h, p, device='meta')
+    dt = torch.zeros(b, l, h, device='meta')
+    B = C = torch.zeros(b, l, g, n, device='meta')
+    y = ssd_chunked(x, dt, -torch.ones(h, device='meta'), B, C, chunk_size=4)
+    assert y.shape == x.shape and y.device.type == 'meta'
+    args = (torch.randn(b, l, h, p), torch.rand(b, l, h), -torch.ones(h), torch.randn(b, l, g, n),
+            torch.randn(b, l, g, n))
+    with real_autocast('cpu', dtype=torch.bfloat16):  # still switched off where autocast exists
+        in_autocast = ssd_chunked(*args, chunk_size=4)
+    assert torch.equal(in_autocast, ssd_chunked(*args, chunk_size=4))

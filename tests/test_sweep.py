@@ -3,6 +3,7 @@ import csv
 import glob
 import json
 import os.path as osp
+import shutil
 import subprocess
 import sys
 
@@ -116,3 +117,16 @@ def test_in_process_cell_failure_names_the_problem(tmp_path):
     assert proc.returncode != 0
     assert 'vit_t_p8_linear failed: train.py failed: dataset path not found' in proc.stderr
     assert 'sweep.log' in proc.stderr and 'Traceback' not in proc.stderr
+
+
+def test_unfinished_cells_are_named_under_the_table(finished_sweep, tmp_path):
+    work_dir = tmp_path / 'sweep'
+    shutil.copytree(finished_sweep[0], work_dir)
+    unstarted = 'configs/toy/vit_t_p4_linear.py'
+    proc = subprocess.run([sys.executable, 'tools/sweep.py', *CELLS, unstarted, '--work-dir', str(work_dir),
+                           '--collect-only', '--no-baseline'], cwd=REPO, capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    line = 'No result yet, not in the table: vit_t_p4_linear.'
+    assert line in proc.stdout and line in open(osp.join(work_dir, 'results.md')).read()
+    assert 'No result yet' not in report.markdown_table([], unfinished=())

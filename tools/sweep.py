@@ -107,7 +107,8 @@ def main(argv=None):
         baseline = baseline_from(cells[0].config, args.cfg_options)
     csv_path, md_path, png_path = (osp.join(work_dir, f'results.{ext}') for ext in ('csv', 'md', 'png'))
     report.write_csv(rows, csv_path)
-    table = report.markdown_table(rows, baseline)
+    unfinished = [c.name for c in cells if not c.is_done()]
+    table = report.markdown_table(rows, baseline, unfinished)
     with open(md_path, 'w') as f:
         f.write(table + '\n')
     report.plot(rows, png_path)

@@ -140,8 +140,11 @@ def _fmt(v, nd=1):
     return '-' if v is None else (f'{v:.{nd}f}' if isinstance(v, float) else str(v))
 
 
-def markdown_table(rows, baseline_miou=None):
-    """Per backbone: rows = patch size; linear vs UperNet mIoU, gap and costs."""
+def markdown_table(rows, baseline_miou=None, unfinished=()):
+    """Per backbone: rows = patch size; linear vs UperNet mIoU, gap and costs.
+
+    ``unfinished`` names the grid's cells without a result, listed under the table.
+    """
     out = []
     for backbone in sorted({r['backbone'] for r in rows}):
         by = {(r['patch_size'], r['head']): r for r in rows if r['backbone'] == backbone}
@@ -156,6 +159,8 @@ def markdown_table(rows, baseline_miou=None):
             out.append(f"| {p} | {_fmt(lin.get('mIoU'), 2)} | {_fmt(up.get('mIoU'), 2)} | {_fmt(gap, 2)} "
                        f"| {pair('params_M', 2)} | {pair('gflops', 2)} | {pair('train_img_s')} | {pair('peak_mem_MB', 0)} |")
         out.append('')
+    if unfinished:
+        out += [f'No result yet, not in the table: {", ".join(unfinished)}.', '']
     if baseline_miou is not None:
         out.append(f'Sanity: predicting the majority class everywhere gives mIoU {baseline_miou:.2f}.')
     return '\n'.join(out)

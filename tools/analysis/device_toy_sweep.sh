@@ -2,17 +2,17 @@
 # The GPU variant of the decoder-dependence sweep: small backbones (ViT-S, Adventurer-S) at
 # p in {8, 4, 2, 1}, linear head vs UperNet (configs/toy_gpu/), on the 128 px toy set, one GPU,
 # cells one after another through tools/sweep.py, then the table and plot.
-# One call per backbone, to stay inside the 10-minute device-call limit. Not yet timed with the
-# sweep's in-process cells. With a process per train/test run (2026-12-01, commit 433993e) a
-# call ran out of time: every process spent 23 s importing (mmdet's SyntaxWarnings print each
-# time, so the kit's bytecode is likely not cached), Adventurer-S cells took 282 s (p8 linear) and 162 s (p8 UperNet; not profiled:
-# Triton compiling and autotuning the mamba_ssm kernels in every new process is the suspect),
-# one ViT-S p8 training run alone took 45 s including its import (400 iterations at 0.05 s),
-# and the ViT-S call returned no line at all (likely grep's block-buffered output, lost with the
-# call; grep is now line-buffered). The
-# sweep's limit (SWEEP_LIMIT_S, default 480 s) leaves the call time for the kit and the save:
+# Cells run inside the sweep's process (one import, no validation during training: the test
+# after it gives the number). Measured on one H200 (2026-12-01, with validation still on): the
+# 8 ViT-S cells in 445 s (41-80 s each; ~20 s of each is its 400 iterations), Adventurer-S
+# 85-128 s per cell and 170 / 217 s for the first cell of a call (p8 / p1; the extra is likely
+# Triton compiling mamba_ssm's kernels); a call spent ~90 s outside its cells (22 s of it the
+# kit's setup). So Adventurer-S takes two or three calls: PATCH_SIZES="8 4", then "2 1" (or "2"
+# and "1"). The sweep's limit (SWEEP_LIMIT_S, default 480 s) leaves the call time for the kit
+# and the save:
 #   source .device-kit/setup.sh && bash tools/analysis/device_toy_sweep.sh vit_s
-#   source .device-kit/setup.sh && bash tools/analysis/device_toy_sweep.sh adventurer_s
+#   source .device-kit/setup.sh && PATCH_SIZES="8 4" bash tools/analysis/device_toy_sweep.sh adventurer_s
+# PATCH_SIZES picks a part of the grid (default 8 4 2 1).
 # Writes $OUT/{results.csv,results.md,results.png,sweep_logs.tar.gz} after every finished cell
 # (a call cut by the device's time limit still returns the cells done); to merge two calls, unpack
 # both tars into one folder here and run tools/sweep.py --collect-only on it.
@@ -26,8 +26,8 @@ W=${SWEEP_DIR:-/tmp/sweep_toy_gpu}
 mkdir -p "$W"
 [ -f data/toy_seg_128/meta.json ] || python3 tools/data/make_toy.py seg --out data/toy_seg_128 \
     --img-size 128 --num-train 400 || exit 1
-GRID=(--config-dir configs/toy_gpu --backbones $BACKBONES --patch-sizes 8 4 2 1
-      --heads linear upernet --work-dir "$W")
+GRID=(--config-dir configs/toy_gpu --backbones $BACKBONES --patch-sizes ${PATCH_SIZES:-8 4 2 1}
+      --heads linear upernet --work-dir "$W" --no-train-val)
 save() {  # the finished cells' table, plot and logs into $OUT (a cut call still returns them)
   python3 tools/sweep.py "${GRID[@]}" --collect-only "$@" > "$W/collect.txt" 2>&1
   cp "$W"/results.{csv,md,png} "$OUT"/ 2>/dev/null

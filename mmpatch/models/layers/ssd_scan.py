@@ -13,6 +13,8 @@ chunks. Memory per head is O(L * Q + L / Q * headdim * d_state), never O(L^2),
 and no Python loop runs over tokens or chunks. Q = 64 balances the two terms
 for headdim = d_state = 64; the result does not depend on Q (up to rounding).
 """
+import contextlib
+
 import torch
 import torch.nn.functional as F
 
@@ -83,7 +85,7 @@ def ssd_chunked(x, dt, A, B, C, D=None, chunk_size=64):
         raise ValueError(f'nheads {h} is not a multiple of ngroups {g}')
     out_dtype = x.dtype
     dtype = torch.float64 if x.dtype == torch.float64 else torch.float32
-    with torch.autocast(device_type=x.device.type, enabled=False):
+    with _autocast_off(x.device.type):
         x, dt, A, B, C = (t.to(dtype) for t in (x, dt, A, B, C))
         q, r = chunk_size, h // g
         pad = -l % q
@@ -119,3 +121,10 @@ def ssd_chunked(x, dt, A, B, C, D=None, chunk_size=64):
             y = y + x * D.to(dtype).reshape(g, r, 1)
         y = y.reshape(b, c * q, h, p)[:, :l]
     return y.to(out_dtype)
+
+
+def _autocast_off(device_type):
+    """Autocast disabled; nothing where the device has no autocast (torch 2.11 raises for 'meta')."""
+    if torch.amp.is_autocast_available(device_type):
+        return torch.autocast(device_type=device_type, enabled=False)
+    return contextlib.nullcontext()
