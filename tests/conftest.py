@@ -1,5 +1,10 @@
 """Shared pytest fixtures."""
+import os
+
 import pytest
+
+# Triton kernels run on CPU through Triton's interpreter (read when a kernel is imported).
+os.environ.setdefault('TRITON_INTERPRET', '1')
 
 
 @pytest.fixture(scope='session')

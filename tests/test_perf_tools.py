@@ -199,12 +199,13 @@ def test_benchmark_cpu_smoke(tmp_path):
     assert 'PatchMamba' in (tmp_path / 'benchmark.md').read_text()
 
 
-def test_seg_iteration_cpu_smoke(tmp_path):
+def test_seg_iteration_cpu_smoke(tmp_path, monkeypatch):
+    monkeypatch.delenv('TRITON_INTERPRET')  # the fused row takes the matmul path (kernel: slow here)
     rows = load_tool('tools/analysis/bench_seg_iteration.py')['main'](
         ['--device', 'cpu', '--tiny', '--profile', '--end-to-end-workers', '1', '--out',
          str(tmp_path)])
     assert [r['what'] for r in rows] == ['loader', 'backbone', 'segmentor', 'segmentor_mmseg_loss',
-                                        'end_to_end', 'end_to_end_w1']
+                                        'segmentor_fused_loss', 'end_to_end', 'end_to_end_w1']
     assert [r['workers'] for r in rows[-2:]] == [0, 1]
     assert all(r['images_per_s'] > 0 for r in rows)
     assert (tmp_path / 'seg_iteration.csv').stat().st_size > 0
@@ -212,3 +213,15 @@ def test_seg_iteration_cpu_smoke(tmp_path):
     assert '3 segmentor steps' in profile and 'upsample_bilinear2d_backward' not in profile
     mmseg = (tmp_path / 'seg_iteration_profile_mmseg_loss.txt').read_text()
     assert '3 segmentor_mmseg_loss steps' in mmseg and 'upsample_bilinear2d_backward' in mmseg
+    fused = (tmp_path / 'seg_iteration_profile_fused_loss.txt').read_text()
+    assert '3 segmentor_fused_loss steps' in fused and 'upsample_bilinear2d' not in fused
+
+
+def test_check_fused_ce_cpu_smoke(tmp_path):
+    # Triton's interpreter (conftest): the kernel agrees with mmseg's path, all three paths timed
+    rows, check = load_tool('tools/analysis/check_fused_ce.py')['main'](
+        ['--device', 'cpu', '--tiny', '--out', str(tmp_path)])
+    assert [r['path'] for r in rows] == ['mmseg', 'matmul', 'fused'] and rows[0]['vs_mmseg'] == 1
+    assert check['loss_rel_err'] < 1e-5 and check['acc_abs_err'] == 0
+    assert check['grad_max_abs_err'] < 1e-4 * check['grad_max_abs']
+    assert 'fused' in (tmp_path / 'fused_ce.md').read_text()

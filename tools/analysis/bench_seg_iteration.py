@@ -11,6 +11,8 @@ Measures, for one segmentor (default: PatchViT-B p16, compiled blocks, + LinearH
   memory: the iteration without the loader;
 - ``segmentor_mmseg_loss``: the same with ``LinearHead(fast_loss=False)``, i.e. mmseg's
   ``BaseDecodeHead.loss_by_feat`` (``F.interpolate`` + top-k accuracy);
+- ``segmentor_fused_loss``: the same with ``LinearHead(fast_loss='fused')`` (resize, loss and
+  accuracy in one Triton kernel, ``upsample_cross_entropy``; on CPU the matmul path);
 - ``end_to_end``: the same with a fresh batch from the DataLoader every
   iteration: worker processes run the ADE20K training pipeline of
   ``configs/_base_/datasets/ade20k.py`` (JPEG/PNG decode from memory instead of
@@ -28,7 +30,7 @@ GPU machine (device kit, repo root):
         python3 tools/analysis/bench_seg_iteration.py --out $OUT
 CPU smoke test:
     python tools/analysis/bench_seg_iteration.py --device cpu --tiny --out /tmp/seg_iter
-``--profile`` adds ``seg_iteration_profile.txt`` and ``seg_iteration_profile_mmseg_loss.txt``:
+``--profile`` adds ``seg_iteration_profile{,_mmseg_loss,_fused_loss}.txt``:
 the ops with the most self time over three steps of each (where the gap to the backbone goes).
 """
 import argparse
@@ -249,7 +251,8 @@ def main(argv=None):
     steps = dict(
         backbone=backbone_step(model.backbone, batch, crop, device, optim_cfg.optimizer),
         segmentor=segmentor_step(model, optim_wrapper, lambda: fixed),
-        segmentor_mmseg_loss=segmentor_step(model, optim_wrapper, lambda: fixed, fast_loss=False))
+        segmentor_mmseg_loss=segmentor_step(model, optim_wrapper, lambda: fixed, fast_loss=False),
+        segmentor_fused_loss=segmentor_step(model, optim_wrapper, lambda: fixed, fast_loss='fused'))
 
     def add_row(what, seconds, **extra):
         rows.append(dict(what=what, ms_per_iter=seconds * 1e3, images_per_s=batch / seconds,
@@ -278,7 +281,8 @@ def main(argv=None):
         f.write(text + '\n')
     print(text)
     if args.profile:
-        for what, suffix in (('segmentor', ''), ('segmentor_mmseg_loss', '_mmseg_loss')):
+        for what, suffix in (('segmentor', ''), ('segmentor_mmseg_loss', '_mmseg_loss'),
+                             ('segmentor_fused_loss', '_fused_loss')):
             print(profile_steps(steps[what], device, name=what, path=os.path.join(
                 args.out, f'seg_iteration_profile{suffix}.txt')))
     return rows

@@ -7,9 +7,11 @@
 #   small (~5 min):    the small-patch rows alone, in one run: matmul ceiling, ViT-B p2 ours /
 #                      timm / mmseg, ViT-B p1 ours, Adventurer-B p2 and p1, then the mmseg
 #                      training iteration against the backbone step (bench_seg_iteration.py).
-#   seg:               the mmseg training iteration alone (ViT-B p16, batch 16): backbone step,
-#                      segmentor with mmpatch's and with mmseg's loss path, end to end with the
-#                      loader (14, 4 and 8 workers), a profile of both loss paths (2026-12-01,
+#   seg:               check_fused_ce.py (the fused resize + cross-entropy kernel against the
+#                      other loss paths), then the mmseg training iteration alone (ViT-B p16,
+#                      batch 16): backbone step, segmentor with mmpatch's matmul, fused and
+#                      mmseg's loss paths, end to end with the
+#                      loader (14, 4 and 8 workers), a profile of the loss paths (2026-12-01,
 #                      without the 4- and 8-worker rows, with a compiled-loss row since dropped:
 #                      ~2.5 min of a call, from the call's timestamps).
 # Device call (carry .device-kit; the tree travels without .git, so name the commit):
@@ -41,6 +43,7 @@ case $1 in
       | tee -a "$OUT/log.txt" | grep -v -e ' - mmengine - INFO - ' -e '^decode_head\.' -e '^backbone\.'
     ;;
   seg)
+    timeout 120 python3 tools/analysis/check_fused_ce.py --out "$OUT" 2>&1 | tee "$OUT/fused_ce_log.txt"
     timeout 400 python3 tools/analysis/bench_seg_iteration.py --profile --end-to-end-workers 4 8 \
       --out "$OUT" 2>&1 \
       | tee "$OUT/log.txt" | grep -v -e ' - mmengine - INFO - ' -e '^decode_head\.' -e '^backbone\.'

@@ -13,10 +13,10 @@ chunks. Memory per head is O(L * Q + L / Q * headdim * d_state), never O(L^2),
 and no Python loop runs over tokens or chunks. Q = 64 balances the two terms
 for headdim = d_state = 64; the result does not depend on Q (up to rounding).
 """
-import contextlib
-
 import torch
 import torch.nn.functional as F
+
+from ..utils.autocast_off import autocast_off
 
 
 def segsum(a):
@@ -85,7 +85,7 @@ def ssd_chunked(x, dt, A, B, C, D=None, chunk_size=64):
         raise ValueError(f'nheads {h} is not a multiple of ngroups {g}')
     out_dtype = x.dtype
     dtype = torch.float64 if x.dtype == torch.float64 else torch.float32
-    with _autocast_off(x.device.type):
+    with autocast_off(x.device.type):
         x, dt, A, B, C = (t.to(dtype) for t in (x, dt, A, B, C))
         q, r = chunk_size, h // g
         pad = -l % q
@@ -122,9 +122,3 @@ def ssd_chunked(x, dt, A, B, C, D=None, chunk_size=64):
         y = y.reshape(b, c * q, h, p)[:, :l]
     return y.to(out_dtype)
 
-
-def _autocast_off(device_type):
-    """Autocast disabled; nothing where the device has no autocast (torch 2.11 raises for 'meta')."""
-    if torch.amp.is_autocast_available(device_type):
-        return torch.autocast(device_type=device_type, enabled=False)
-    return contextlib.nullcontext()

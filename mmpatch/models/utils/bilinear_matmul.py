@@ -12,8 +12,9 @@ import torch
 from torch import Tensor
 
 
-def bilinear_weights(out_size: int, in_size: int, align_corners: bool) -> Tensor:
-    """The (out_size, in_size) float64 matrix of 1-D bilinear interpolation, PyTorch's convention.
+def bilinear_source(out_size: int, in_size: int, align_corners: bool):
+    """For each output index: the two source indices ``(lo, hi)`` and the weight ``frac`` of ``hi``
+    (``lo`` gets ``1 - frac``), float64, PyTorch's convention.
 
     Source coordinate of output index ``i``: ``i * (in - 1) / (out - 1)`` with
     ``align_corners``, else ``(i + 0.5) * in / out - 0.5`` clamped at 0 (as ATen's
@@ -26,7 +27,12 @@ def bilinear_weights(out_size: int, in_size: int, align_corners: bool) -> Tensor
         src = ((i + 0.5) * (in_size / out_size) - 0.5).clamp(min=0)
     lo = src.floor().long().clamp(max=in_size - 1)
     hi = (lo + 1).clamp(max=in_size - 1)
-    frac = src - lo
+    return lo, hi, src - lo
+
+
+def bilinear_weights(out_size: int, in_size: int, align_corners: bool) -> Tensor:
+    """The (out_size, in_size) float64 matrix of 1-D bilinear interpolation (``bilinear_source``)."""
+    lo, hi, frac = bilinear_source(out_size, in_size, align_corners)
     weights = torch.zeros(out_size, in_size, dtype=torch.float64)
     rows = torch.arange(out_size)
     weights.index_put_((rows, lo), 1 - frac, accumulate=True)
@@ -47,13 +53,13 @@ def resize_bilinear_matmul(x: Tensor, size, align_corners: bool = False) -> Tens
     if (out_h, out_w) == (in_h, in_w):
         return x
     dtype = x.dtype if x.is_floating_point() else torch.float32
-    weights_h = _device_weights(out_h, in_h, align_corners, x.device, dtype)
-    weights_w = _device_weights(out_w, in_w, align_corners, x.device, dtype)
+    weights_h = device_bilinear_weights(out_h, in_h, align_corners, x.device, dtype)
+    weights_w = device_bilinear_weights(out_w, in_w, align_corners, x.device, dtype)
     return torch.matmul(weights_h, torch.matmul(x, weights_w.t()))
 
 
 @lru_cache(maxsize=32)
-def _device_weights(out_size, in_size, align_corners, device, dtype):
+def device_bilinear_weights(out_size, in_size, align_corners, device, dtype):
     """``bilinear_weights`` on ``device`` in ``dtype``, built and copied once per shape, not per
     training step."""
     return bilinear_weights(out_size, in_size, align_corners).to(device, dtype)

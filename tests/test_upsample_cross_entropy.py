@@ -1,0 +1,101 @@
+"""The fused resize + cross-entropy kernel (Triton's CPU interpreter here) against mmseg's path."""
+import pytest
+import torch
+import torch.nn.functional as F
+from mmseg.models.losses import CrossEntropyLoss
+
+from mmpatch.models.heads.linear_head import LinearHead
+from mmpatch.models.utils.pixel_accuracy import pixel_accuracy
+from mmpatch.models.utils.upsample_cross_entropy import fused_ce_supported, upsample_cross_entropy
+
+pytest.importorskip('triton')
+
+
+@pytest.fixture(autouse=True)
+def mmseg_scope():
+    # heads build their losses in the default scope; other tests leave theirs set
+    from mmengine.registry import init_default_scope
+    init_default_scope('mmseg')
+
+
+@pytest.mark.parametrize('avg_non_ignore', (False, True))
+@pytest.mark.parametrize('align_corners', (False, True))
+@pytest.mark.parametrize('in_hw,out_hw,classes', (((4, 4), (24, 64), 5), ((3, 5), (13, 37), 20),
+                                                  ((4, 3), (9, 6), 3), ((2, 2), (32, 80), 17),
+                                                  ((6, 20), (12, 40), 4)))
+def test_equals_interpolate_and_mmseg_cross_entropy(in_hw, out_hw, classes, align_corners,
+                                                    avg_non_ignore):
+    torch.manual_seed(0)
+    logits = torch.randn(2, classes, *in_hw, requires_grad=True)
+    label = torch.randint(0, classes, (2, *out_hw))
+    label[0, :3] = 255
+    label[1, :, -2:] = 255
+    loss, acc = upsample_cross_entropy(logits, label, align_corners, 255, avg_non_ignore)
+    (grad,) = torch.autograd.grad(3 * loss, logits)
+
+    resized = F.interpolate(logits, out_hw, mode='bilinear', align_corners=align_corners)
+    ref = CrossEntropyLoss(avg_non_ignore=avg_non_ignore)(resized, label, ignore_index=255)
+    (ref_grad,) = torch.autograd.grad(3 * ref, logits)
+    torch.testing.assert_close(loss, ref, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(grad, ref_grad, rtol=1e-4, atol=1e-7)
+    torch.testing.assert_close(acc, pixel_accuracy(resized, label, 255))
+    assert not acc.requires_grad
+
+
+def test_fused_head_loss_equals_mmseg_loss_path():
+    from mmengine.structures import PixelData
+    from mmseg.structures import SegDataSample
+    torch.manual_seed(0)
+    samples = [SegDataSample(gt_sem_seg=PixelData(data=torch.randint(0, 5, (1, 40, 48))))
+               for _ in range(2)]
+    feats = (torch.randn(2, 16, 5, 6),)
+    results = []
+    for fast_loss in ('fused', False):
+        torch.manual_seed(1)
+        head = LinearHead(in_channels=16, num_classes=5, fast_loss=fast_loss,
+                          loss_decode=dict(type='CrossEntropyLoss', loss_weight=0.7))
+        losses = head.loss(feats, samples, train_cfg=dict())
+        grads = torch.autograd.grad(losses['loss_ce'], [head.conv_seg.weight, head.norm.weight])
+        results.append((losses, grads))
+    (fused, fused_grads), (ref, ref_grads) = results
+    assert fused.keys() == ref.keys() == {'loss_ce', 'acc_seg'}
+    torch.testing.assert_close(fused['loss_ce'], ref['loss_ce'])
+    torch.testing.assert_close(fused['acc_seg'], ref['acc_seg'])
+    for a, b in zip(fused_grads, ref_grads):
+        torch.testing.assert_close(a, b)
+
+
+def test_fused_head_uses_the_kernel_only_where_it_applies(monkeypatch):
+    from mmpatch.models.heads import linear_head
+    calls = []
+    real = linear_head.upsample_cross_entropy
+    monkeypatch.setattr(linear_head, 'upsample_cross_entropy',
+                        lambda *a, **k: calls.append(1) or real(*a, **k))
+    logits, label = torch.randn(2, 5, 4, 4), torch.randint(0, 5, (2, 1, 32, 32))
+    one_ce = LinearHead(in_channels=8, num_classes=5, fast_loss='fused')
+    assert one_ce._fused_loss(logits, label) is not None and calls
+    two_losses = LinearHead(in_channels=8, num_classes=5, fast_loss='fused',
+                            loss_decode=[dict(type='CrossEntropyLoss'), dict(type='DiceLoss')])
+    weighted = LinearHead(in_channels=8, num_classes=5, fast_loss='fused',
+                          loss_decode=dict(type='CrossEntropyLoss', class_weight=[1.0] * 5))
+    calls.clear()
+    for head in (two_losses, weighted, LinearHead(in_channels=8, num_classes=5)):
+        assert head._fused_loss(logits, label) is None
+    same_size = torch.randn(2, 5, 32, 32)  # no upsampling: the matmul path
+    assert one_ce._fused_loss(same_size, label) is None and not calls
+
+
+def test_bad_inputs_name_the_problem():
+    with pytest.raises(ValueError, match=r'>= 2x upsampling along W'):
+        upsample_cross_entropy(torch.randn(1, 3, 8, 40), torch.zeros(1, 8, 64, dtype=torch.long))
+    with pytest.raises(ValueError, match=r'\(N, C, h, w\) logits and \(N, H, W\) labels'):
+        upsample_cross_entropy(torch.randn(1, 3, 8, 8), torch.zeros(2, 16, 16, dtype=torch.long))
+    with pytest.raises(ValueError, match="fast_loss must be True, False or 'fused'"):
+        LinearHead(in_channels=8, num_classes=5, fast_loss='triton')
+
+
+def test_not_supported_on_cpu_without_the_interpreter(monkeypatch):
+    logits = torch.randn(1, 3, 4, 4)
+    assert fused_ce_supported(logits, (64, 64))  # the interpreter is on (conftest)
+    monkeypatch.delenv('TRITON_INTERPRET')
+    assert not fused_ce_supported(logits, (64, 64))
