@@ -51,9 +51,19 @@ def test_pixel_accuracy_matches_mmseg():
         pixel_accuracy(logits, label[:, :5])
 
 
-def test_fast_loss_equals_mmseg_loss_path():
+TWO_LOSSES = [dict(type='CrossEntropyLoss', loss_weight=1.0),
+              dict(type='CrossEntropyLoss', loss_weight=0.5)]
+
+
+@pytest.mark.parametrize('fast_loss,loss_decode', (
+    (True, TWO_LOSSES),
+    ('fused', dict(type='CrossEntropyLoss', loss_weight=0.7)),  # Triton's interpreter (conftest)
+    ('fused', TWO_LOSSES)))  # two losses: the matmul path
+def test_fast_loss_equals_mmseg_loss_path(fast_loss, loss_decode):
+    from mmengine.registry import init_default_scope
     from mmengine.structures import PixelData
     from mmseg.structures import SegDataSample
+    init_default_scope('mmseg')  # the heads build their losses in it
     torch.manual_seed(0)
     samples = []
     for _ in range(2):
@@ -62,11 +72,9 @@ def test_fast_loss_equals_mmseg_loss_path():
         samples.append(SegDataSample(gt_sem_seg=PixelData(data=label)))
     feats = (torch.randn(2, 16, 5, 6),)
     results = []
-    for fast in (True, False):
+    for fast in (fast_loss, False):
         torch.manual_seed(1)
-        head = LinearHead(in_channels=16, num_classes=5, fast_loss=fast,
-                          loss_decode=[dict(type='CrossEntropyLoss', loss_weight=1.0),
-                                       dict(type='CrossEntropyLoss', loss_weight=0.5)])
+        head = LinearHead(in_channels=16, num_classes=5, fast_loss=fast, loss_decode=loss_decode)
         losses = head.loss(feats, samples, train_cfg=dict())
         grads = torch.autograd.grad(losses['loss_ce'], [head.conv_seg.weight, head.norm.weight])
         results.append((losses, grads))
