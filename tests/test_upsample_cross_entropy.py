@@ -22,7 +22,8 @@ def mmseg_scope():
 @pytest.mark.parametrize('align_corners', (False, True))
 @pytest.mark.parametrize('in_hw,out_hw,classes', (((4, 4), (24, 64), 5), ((3, 5), (13, 37), 20),
                                                   ((4, 3), (9, 6), 3), ((2, 2), (32, 80), 17),
-                                                  ((6, 20), (12, 40), 4)))
+                                                  ((6, 20), (12, 40), 4),
+                                                  ((2, 3), (5, 8), 150)))  # class 255 in the tile
 def test_equals_interpolate_and_mmseg_cross_entropy(in_hw, out_hw, classes, align_corners,
                                                     avg_non_ignore):
     torch.manual_seed(0)

@@ -4,7 +4,7 @@ mmseg's decode heads resize their (N, C, h, w) logits to the label size (N, H, W
 cross-entropy there. At 512 x 512, 150 classes, batch 16 that is a 629 M-element tensor that is
 written, cast to float32, log-softmaxed and read again by the backward. Here the logits are
 interpolated along H by a small matrix product (N, C, H, w), a Triton kernel
-(``upsample_ce_kernel.py``) interpolates along W in registers and takes the loss, the argmax and
+(``upsample_ce_kernel.py``) interpolates along W inside the kernel and takes the loss, the argmax and
 the loss's gradient pixel by pixel, and one more matrix product takes that gradient back to
 (N, C, h, w). The loss is the last op of the graph, so its gradient is computed in the forward.
 
