@@ -217,6 +217,25 @@ def test_seg_iteration_cpu_smoke(tmp_path, monkeypatch):
     assert '3 segmentor_fused_loss steps' in fused and 'upsample_bilinear2d' not in fused
 
 
+def test_seg_iteration_broken_loss_path_costs_only_its_row(tmp_path, monkeypatch):
+    from mmpatch.models.heads.linear_head import LinearHead
+    real = LinearHead._fused_loss
+
+    def broken(self, *args):
+        if self.fast_loss == 'fused':
+            raise RuntimeError('kernel failed to compile\nsecond line')
+        return real(self, *args)
+    monkeypatch.setattr(LinearHead, '_fused_loss', broken)
+    rows = load_tool('tools/analysis/bench_seg_iteration.py')['main'](
+        ['--device', 'cpu', '--tiny', '--profile', '--out', str(tmp_path)])
+    by_what = {r['what']: r for r in rows}
+    assert by_what['segmentor_fused_loss']['status'] == 'error: RuntimeError: kernel failed to compile'
+    assert 'ms_per_iter' not in by_what['segmentor_fused_loss']
+    assert by_what['end_to_end']['ms_per_iter'] > 0 and by_what['segmentor']['ms_per_iter'] > 0
+    assert not (tmp_path / 'seg_iteration_profile_fused_loss.txt').exists()
+    assert 'kernel failed to compile' in (tmp_path / 'seg_iteration.md').read_text()
+
+
 def test_check_fused_ce_cpu_smoke(tmp_path):
     # Triton's interpreter (conftest): the kernel agrees with mmseg's path, all three paths timed
     rows, check = load_tool('tools/analysis/check_fused_ce.py')['main'](

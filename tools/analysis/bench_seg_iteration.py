@@ -37,6 +37,7 @@ import argparse
 import copy
 import os
 import time
+import traceback
 
 import cv2
 import numpy as np
@@ -258,15 +259,25 @@ def main(argv=None):
         rows.append(dict(what=what, ms_per_iter=seconds * 1e3, images_per_s=batch / seconds,
                          **extra))
         print(rows[-1], flush=True)
-    for what, step in steps.items():
-        add_row(what, median_step_seconds(step, cfg['warmup'], cfg['steps'], device))
+    for what, step in list(steps.items()):
+        try:
+            seconds = median_step_seconds(step, cfg['warmup'], cfg['steps'], device)
+        except Exception as err:  # noqa: BLE001  (recorded in the row and printed in full)
+            if what == 'backbone':
+                raise
+            traceback.print_exc()  # one broken loss path must not cost the other rows of a run
+            rows.append(dict(what=what, status=f'error: {type(err).__name__}: '
+                                               f'{str(err).splitlines()[0][:150]}'))
+            del steps[what]  # not profiled
+            continue
+        add_row(what, seconds)
     for what, n in [('end_to_end', workers)] + [
             (f'end_to_end_w{n}', n) for n in args.end_to_end_workers]:
         add_row(what, end_to_end_seconds(model, optim_wrapper, dataset, batch, n, device, cfg),
                 workers=n)
     reference = rows[1]['ms_per_iter']
     for row in rows[1:]:
-        row['time_vs_backbone'] = row['ms_per_iter'] / reference
+        row['time_vs_backbone'] = row['ms_per_iter'] / reference if 'ms_per_iter' in row else None
     rows[0]['time_vs_backbone'] = None
     meta = dict(device=torch.cuda.get_device_name(device) if cuda else 'cpu', batch=batch,
                 crop=crop, patch_size=cfg['patch_size'], workers=workers,
@@ -276,13 +287,16 @@ def main(argv=None):
     os.makedirs(args.out, exist_ok=True)
     write_csv(os.path.join(args.out, 'seg_iteration.csv'), rows)
     text = markdown_table(rows, ['what', 'ms_per_iter', 'images_per_s', 'time_vs_backbone',
-                                 'batch', 'workers', 'device'])
+                                 'batch', 'workers', 'device'] + (
+        ['status'] if any('status' in row for row in rows) else []))
     with open(os.path.join(args.out, 'seg_iteration.md'), 'w') as f:
         f.write(text + '\n')
     print(text)
     if args.profile:
         for what, suffix in (('segmentor', ''), ('segmentor_mmseg_loss', '_mmseg_loss'),
                              ('segmentor_fused_loss', '_fused_loss')):
+            if what not in steps:
+                continue
             print(profile_steps(steps[what], device, name=what, path=os.path.join(
                 args.out, f'seg_iteration_profile{suffix}.txt')))
     return rows
