@@ -1,4 +1,8 @@
 """The fused resize + cross-entropy kernel (Triton's CPU interpreter here) against mmseg's path."""
+import os
+import subprocess
+import sys
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -77,3 +81,32 @@ def test_not_supported_on_cpu_without_the_interpreter(monkeypatch):
     assert fused_ce_supported(logits, (64, 64))  # the interpreter is on (conftest)
     monkeypatch.delenv('TRITON_INTERPRET')
     assert not fused_ce_supported(logits, (64, 64))
+
+
+COMPILE = """
+import triton
+from triton.backends.compiler import GPUTarget
+from triton.compiler import ASTSource
+from mmpatch.models.utils.upsample_ce_kernel import upsample_ce_kernel
+signature = dict(rows_ptr='*fp32', label_ptr='*i64', lo_ptr='*i32', hi_ptr='*i32', frac_ptr='*fp32',
+                 grad_rows_ptr='*fp32', loss_ptr='*fp32', correct_ptr='*i32', C='i32', H='i32',
+                 W='i32', w='i32', ignore_index='i32', BLOCK_C='constexpr', BLOCK_X='constexpr',
+                 SPAN='constexpr')
+src = ASTSource(fn=upsample_ce_kernel, signature=signature,
+                constexprs=dict(BLOCK_C=256, BLOCK_X=32, SPAN=3))
+for capability in (90,):
+    compiled = triton.compile(src, target=GPUTarget('cuda', capability, 32), options=dict(num_warps=8))
+    print(capability, len(compiled.asm['cubin']))
+"""
+
+
+def test_kernel_compiles_for_hopper(tmp_path):
+    # the interpreter runs what the GPU compiler may reject: compile to cubins (no GPU needed),
+    # in a process without the interpreter and with an empty cache
+    env = {k: v for k, v in os.environ.items() if k != 'TRITON_INTERPRET'}
+    env['TRITON_CACHE_DIR'] = str(tmp_path)
+    proc = subprocess.run([sys.executable, '-c', COMPILE], env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    sizes = dict(line.split() for line in proc.stdout.split('\n') if line)
+    assert set(sizes) == {'90'} and int(sizes['90']) > 1000
