@@ -2,9 +2,12 @@
 import os
 
 import pytest
+import torch
 
-# Triton kernels run on CPU through Triton's interpreter (read when a kernel is imported).
-os.environ.setdefault('TRITON_INTERPRET', '1')
+# Without a GPU, Triton kernels run on CPU tensors through Triton's interpreter (read when a
+# kernel is imported); with one they compile as usual.
+if not torch.cuda.is_available():
+    os.environ.setdefault('TRITON_INTERPRET', '1')
 
 
 @pytest.fixture(scope='session')

@@ -13,6 +13,9 @@ from mmpatch.models.utils.pixel_accuracy import pixel_accuracy
 from mmpatch.models.utils.upsample_cross_entropy import fused_ce_supported, upsample_cross_entropy
 
 pytest.importorskip('triton')
+DEVICE = 'cuda' if torch.cuda.is_available() else 'cpu'  # CPU: Triton's interpreter (conftest)
+needs_kernel = pytest.mark.skipif(DEVICE == 'cpu' and os.environ.get('TRITON_INTERPRET') != '1',
+                                  reason='no GPU and TRITON_INTERPRET is not 1')
 
 
 @pytest.fixture(autouse=True)
@@ -22,6 +25,7 @@ def mmseg_scope():
     init_default_scope('mmseg')
 
 
+@needs_kernel
 @pytest.mark.parametrize('avg_non_ignore', (False, True))
 @pytest.mark.parametrize('align_corners', (False, True))
 @pytest.mark.parametrize('in_hw,out_hw,classes', (((4, 4), (24, 64), 5), ((3, 5), (13, 37), 20),
@@ -31,8 +35,8 @@ def mmseg_scope():
 def test_equals_interpolate_and_mmseg_cross_entropy(in_hw, out_hw, classes, align_corners,
                                                     avg_non_ignore):
     torch.manual_seed(0)
-    logits = torch.randn(2, classes, *in_hw, requires_grad=True)
-    label = torch.randint(0, classes, (2, *out_hw))
+    logits = torch.randn(2, classes, *in_hw).to(DEVICE).requires_grad_()
+    label = torch.randint(0, classes, (2, *out_hw)).to(DEVICE)
     label[0, :3] = 255
     label[1, :, -2:] = 255
     loss, acc = upsample_cross_entropy(logits, label, align_corners, 255, avg_non_ignore)
@@ -47,13 +51,15 @@ def test_equals_interpolate_and_mmseg_cross_entropy(in_hw, out_hw, classes, alig
     assert not acc.requires_grad
 
 
+@needs_kernel
 def test_fused_head_uses_the_kernel_only_where_it_applies(monkeypatch):
     from mmpatch.models.heads import linear_head
     calls = []
     real = linear_head.upsample_cross_entropy
     monkeypatch.setattr(linear_head, 'upsample_cross_entropy',
                         lambda *a, **k: calls.append(1) or real(*a, **k))
-    logits, label = torch.randn(2, 5, 4, 4), torch.randint(0, 5, (2, 1, 32, 32))
+    logits = torch.randn(2, 5, 4, 4, device=DEVICE)
+    label = torch.randint(0, 5, (2, 1, 32, 32), device=DEVICE)
     one_ce = LinearHead(in_channels=8, num_classes=5, fast_loss='fused')
     assert one_ce._fused_loss(logits, label) is not None and calls
     two_losses = LinearHead(in_channels=8, num_classes=5, fast_loss='fused',
@@ -63,7 +69,7 @@ def test_fused_head_uses_the_kernel_only_where_it_applies(monkeypatch):
     calls.clear()
     for head in (two_losses, weighted, LinearHead(in_channels=8, num_classes=5)):
         assert head._fused_loss(logits, label) is None
-    same_size = torch.randn(2, 5, 32, 32)  # no upsampling: the matmul path
+    same_size = torch.randn(2, 5, 32, 32, device=DEVICE)  # no upsampling: the matmul path
     assert one_ce._fused_loss(same_size, label) is None and not calls
 
 
@@ -78,7 +84,8 @@ def test_bad_inputs_name_the_problem():
 
 def test_not_supported_on_cpu_without_the_interpreter(monkeypatch):
     logits = torch.randn(1, 3, 4, 4)
-    assert fused_ce_supported(logits, (64, 64))  # the interpreter is on (conftest)
+    monkeypatch.setenv('TRITON_INTERPRET', '1')
+    assert fused_ce_supported(logits, (64, 64))
     monkeypatch.delenv('TRITON_INTERPRET')
     assert not fused_ce_supported(logits, (64, 64))
 
