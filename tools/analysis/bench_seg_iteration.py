@@ -149,7 +149,8 @@ def schedule_optim_cfg(cuda):
     cfg = copy.deepcopy(Config.fromfile(SCHEDULE_CFG).optim_wrapper)
     if not cuda:  # AmpOptimWrapper needs a GPU
         cfg.update(type='OptimWrapper')
-        cfg.pop('dtype', None), cfg.pop('loss_scale', None)
+        for amp_only in ('dtype', 'loss_scale'):
+            cfg.pop(amp_only, None)
         cfg.optimizer.pop('fused', None)
     return cfg
 

@@ -1,12 +1,11 @@
 """The fused resize + cross-entropy kernel against the two other loss paths, on the GPU.
 
-For ADE20K-sized logits (batch 16, 150 classes, 32 x 32, i.e. p16 on 512 x 512 crops, bf16):
-- agreement of ``upsample_cross_entropy`` with ``F.interpolate`` + mmseg's ``CrossEntropyLoss``
-  in float32 (loss, gradient, accuracy);
-- forward + backward time (median of CUDA events) of the three paths on the same bf16 logits:
-  ``mmseg`` (``F.interpolate`` + ``CrossEntropyLoss`` + mmseg's top-k ``accuracy``),
-  ``matmul`` (``LinearHead(fast_loss=True)``: ``resize_bilinear_matmul`` + the same loss +
-  ``pixel_accuracy``) and ``fused`` (``fast_loss='fused'``).
+``LinearHead.loss_by_feat`` on ADE20K-sized logits (batch 16, 150 classes, 32 x 32, i.e. p16 on
+512 x 512 crops), with each ``fast_loss``: ``False`` (mmseg's path: ``F.interpolate``,
+``CrossEntropyLoss``, top-k ``accuracy``), ``True`` (``resize_bilinear_matmul``, the same loss,
+``pixel_accuracy``) and ``'fused'`` (``upsample_cross_entropy``):
+- agreement of the fused path with mmseg's in float32 (loss, gradient, accuracy);
+- forward + backward time (median of CUDA events) of the three on the same bf16 logits.
 Writes ``fused_ce.{csv,md}``.
 
 GPU machine (device kit, repo root):
@@ -19,50 +18,47 @@ import argparse
 import os
 
 import torch
-import torch.nn.functional as F
-from mmseg.models.losses import CrossEntropyLoss, accuracy
+from mmengine.registry import init_default_scope
+from mmengine.structures import PixelData
+from mmseg.structures import SegDataSample
 
-from mmpatch.models.utils.bilinear_matmul import resize_bilinear_matmul
-from mmpatch.models.utils.pixel_accuracy import pixel_accuracy
-from mmpatch.models.utils.upsample_cross_entropy import upsample_cross_entropy
+from mmpatch.models.heads.linear_head import LinearHead
+from mmpatch.models.utils.upsample_cross_entropy import fused_ce_supported
 from mmpatch.utils.benchmark import markdown_table, median_step_seconds, write_csv
 
 FULL = dict(batch=16, classes=150, logits_hw=(32, 32), label_hw=(512, 512), warmup=5, steps=30)
 TINY = dict(batch=2, classes=7, logits_hw=(4, 4), label_hw=(32, 32), warmup=1, steps=2)
-
-
-def loss_paths():
-    """name -> fn(logits, label) returning (loss, accuracy), as the heads compute them."""
-    ce = CrossEntropyLoss()
-
-    def mmseg(logits, label):
-        resized = F.interpolate(logits, label.shape[-2:], mode='bilinear', align_corners=False)
-        return ce(resized, label, ignore_index=255), accuracy(resized, label, ignore_index=255)
-
-    def matmul(logits, label):
-        resized = resize_bilinear_matmul(logits, label.shape[-2:], False)
-        return ce(resized, label, ignore_index=255), pixel_accuracy(resized, label, 255)
-
-    def fused(logits, label):
-        return upsample_cross_entropy(logits, label, False, 255)
-    return dict(mmseg=mmseg, matmul=matmul, fused=fused)
+PATHS = dict(mmseg=False, matmul=True, fused='fused')  # row name -> LinearHead's fast_loss
 
 
 def make_inputs(cfg, device, dtype):
+    """Random logits and the data samples holding their labels (some rows unlabelled)."""
     gen = torch.Generator(device='cpu').manual_seed(0)
     logits = torch.randn(cfg['batch'], cfg['classes'], *cfg['logits_hw'], generator=gen)
-    label = torch.randint(0, cfg['classes'], (cfg['batch'], *cfg['label_hw']), generator=gen)
-    label[:, :8] = 255  # some unlabelled rows, as ADE20K's "other"
-    return logits.to(device, dtype).requires_grad_(), label.to(device)
+    label = torch.randint(0, cfg['classes'], (cfg['batch'], 1, *cfg['label_hw']), generator=gen)
+    label[..., :8, :] = 255  # as ADE20K's "other"
+    samples = [SegDataSample(gt_sem_seg=PixelData(data=one.to(device))) for one in label]
+    return logits.to(device, dtype).requires_grad_(), samples
+
+
+def head_loss(cfg, fast_loss):
+    """fn(logits, samples) -> (loss, accuracy) of a LinearHead with this ``fast_loss``."""
+    head = LinearHead(in_channels=8, num_classes=cfg['classes'], fast_loss=fast_loss)
+
+    def loss(logits, samples):
+        out = head.loss_by_feat(logits, samples)
+        return out['loss_ce'], out['acc_seg']
+    return loss
 
 
 def agreement(device, cfg):
     """Max differences of the fused path from mmseg's, both in float32."""
-    paths = loss_paths()
-    logits, label = make_inputs(cfg, device, torch.float32)
+    logits, samples = make_inputs(cfg, device, torch.float32)
+    if not fused_ce_supported(logits, cfg['label_hw']):
+        raise RuntimeError(f'the fused path does not apply on {device} (CPU: TRITON_INTERPRET=1)')
     out = {}
     for name in ('mmseg', 'fused'):
-        loss, acc = paths[name](logits, label)
+        loss, acc = head_loss(cfg, PATHS[name])(logits, samples)
         (grad,) = torch.autograd.grad(loss, logits)
         out[name] = (loss.detach(), acc.reshape(()), grad)
     (ref_loss, ref_acc, ref_grad), (loss, acc, grad) = out['mmseg'], out['fused']
@@ -74,11 +70,13 @@ def agreement(device, cfg):
 
 def timings(device, cfg):
     """Median forward + backward ms of each path on the same bf16 logits."""
-    logits, label = make_inputs(cfg, device, torch.bfloat16)
+    logits, samples = make_inputs(cfg, device, torch.bfloat16)
     rows = []
-    for name, fn in loss_paths().items():
+    for name, fast_loss in PATHS.items():
+        fn = head_loss(cfg, fast_loss)
+
         def step():
-            loss, acc = fn(logits, label)
+            loss, acc = fn(logits, samples)
             loss.backward()
         seconds = median_step_seconds(step, cfg['warmup'], cfg['steps'], device)
         rows.append(dict(path=name, ms=seconds * 1e3))
@@ -94,6 +92,7 @@ def main(argv=None):
     ap.add_argument('--out', required=True)
     args = ap.parse_args(argv)
     device = torch.device(args.device)
+    init_default_scope('mmseg')  # the head builds its loss there
     cfg = TINY if args.tiny else FULL
     check = agreement(device, cfg)
     print(check, flush=True)

@@ -35,7 +35,7 @@ def fused_ce_supported(logits: Tensor, label_hw, align_corners: bool = False) ->
     Triton interpreter on CPU), and at least 2x upsampling along W at BLOCK_X columns per block."""
     if not (logits.is_cuda or (logits.device.type == 'cpu' and interpreter_on())):
         return False
-    return _column_plan(int(label_hw[1]), logits.shape[-1], align_corners, 'cpu')[3] <= MAX_SPAN
+    return column_span(int(label_hw[1]), logits.shape[-1], align_corners) <= MAX_SPAN
 
 
 def upsample_cross_entropy(logits: Tensor, label: Tensor, align_corners: bool = False,
@@ -48,7 +48,7 @@ def upsample_cross_entropy(logits: Tensor, label: Tensor, align_corners: bool = 
     if logits.dim() != 4 or label.dim() != 3 or logits.shape[0] != label.shape[0]:
         raise ValueError(f'upsample_cross_entropy takes (N, C, h, w) logits and (N, H, W) labels, '
                          f'got {tuple(logits.shape)} and {tuple(label.shape)}')
-    span = _column_plan(label.shape[-1], logits.shape[-1], align_corners, 'cpu')[3]
+    span = column_span(label.shape[-1], logits.shape[-1], align_corners)
     if span > MAX_SPAN:
         raise ValueError(f'upsample_cross_entropy needs >= 2x upsampling along W: logits width '
                          f'{logits.shape[-1]}, label width {label.shape[-1]} ({BLOCK_X} label '
@@ -67,7 +67,7 @@ class _UpsampleCrossEntropy(torch.autograd.Function):
         with autocast_off(device.type):
             weights_h = device_bilinear_weights(H, h, align_corners, device, torch.float32)
             rows = torch.matmul(weights_h, logits.float()).contiguous()  # (N, C, H, w)
-            lo, hi, frac, span = _column_plan(W, w, align_corners, device)
+            lo, hi, frac = _column_tables(W, w, align_corners, device)
             grad_rows = torch.zeros_like(rows)
             blocks = -(-W // BLOCK_X)
             loss_sums = torch.empty(n * H, blocks, device=device)
@@ -75,7 +75,7 @@ class _UpsampleCrossEntropy(torch.autograd.Function):
             upsample_ce_kernel[(n * H, blocks)](
                 rows, label.contiguous(), lo, hi, frac, grad_rows, loss_sums, correct,
                 c, H, W, w, ignore_index, BLOCK_C=max(16, 1 << (c - 1).bit_length()),
-                BLOCK_X=BLOCK_X, SPAN=span, num_warps=8)
+                BLOCK_X=BLOCK_X, SPAN=column_span(W, w, align_corners), num_warps=8)
             labelled = (label != ignore_index).sum()
             # mmseg's weight_reduce_loss: sum / (avg_factor + eps)
             divisor = (labelled if avg_non_ignore else label.numel()) + torch.finfo(torch.float32).eps
@@ -93,12 +93,16 @@ class _UpsampleCrossEntropy(torch.autograd.Function):
 
 
 @lru_cache(maxsize=32)
-def _column_plan(out_w, in_w, align_corners, device):
-    """Per output column on ``device``: source columns ``lo``/``hi`` (int32) and ``hi``'s weight
-    (float32); and SPAN, the most source columns one block of BLOCK_X output columns touches.
-    Built and copied once per shape and device."""
-    lo, hi, frac = bilinear_source(out_w, in_w, align_corners)
-    starts = lo[::BLOCK_X]
+def column_span(out_w, in_w, align_corners):
+    """The most source columns that one block of BLOCK_X output columns reads."""
+    lo, hi, _ = bilinear_source(out_w, in_w, align_corners)
     ends = hi[torch.arange(BLOCK_X - 1, out_w + BLOCK_X - 1, BLOCK_X).clamp(max=out_w - 1)]
-    span = int((ends - starts).max()) + 1
-    return lo.int().to(device), hi.int().to(device), frac.float().to(device), span
+    return int((ends - lo[::BLOCK_X]).max()) + 1
+
+
+@lru_cache(maxsize=32)
+def _column_tables(out_w, in_w, align_corners, device):
+    """Per output column on ``device``: source columns ``lo``/``hi`` (int32) and ``hi``'s
+    weight (float32). Built and copied once per shape and device."""
+    lo, hi, frac = bilinear_source(out_w, in_w, align_corners)
+    return lo.int().to(device), hi.int().to(device), frac.float().to(device)
