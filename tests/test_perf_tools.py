@@ -205,7 +205,8 @@ def test_seg_iteration_cpu_smoke(tmp_path, monkeypatch):
         ['--device', 'cpu', '--tiny', '--profile', '--end-to-end-workers', '1', '--out',
          str(tmp_path)])
     assert [r['what'] for r in rows] == ['loader', 'backbone', 'segmentor', 'segmentor_mmseg_loss',
-                                        'segmentor_fused_loss', 'end_to_end', 'end_to_end_w1']
+                                        'segmentor_fused_loss', 'segmentor_batch_on_gpu',
+                                        'segmentor_one_group', 'end_to_end', 'end_to_end_w1']
     assert [r['workers'] for r in rows[-2:]] == [0, 1]
     assert all(r['images_per_s'] > 0 for r in rows)
     assert (tmp_path / 'seg_iteration.csv').stat().st_size > 0
@@ -215,6 +216,10 @@ def test_seg_iteration_cpu_smoke(tmp_path, monkeypatch):
     assert '3 segmentor_mmseg_loss steps' in mmseg and 'upsample_bilinear2d_backward' in mmseg
     fused = (tmp_path / 'seg_iteration_profile_fused_loss.txt').read_text()
     assert '3 segmentor_fused_loss steps' in fused and 'upsample_bilinear2d' not in fused
+    end_to_end = (tmp_path / 'seg_iteration_profile_end_to_end.txt').read_text()
+    assert '3 end_to_end steps' in end_to_end and 'sorted by self_cpu_time_total' in end_to_end
+    python = (tmp_path / 'seg_iteration_profile_python.txt').read_text()
+    assert '5 end_to_end steps, sorted by tottime' in python and 'train_step' in python
 
 
 def test_seg_iteration_broken_loss_path_costs_only_its_row(tmp_path, monkeypatch):

@@ -20,7 +20,11 @@ Measures, for one segmentor (default: PatchViT-B p16, compiled blocks, + LinearH
   PackSegInputs), pinned memory, mmengine's ``pseudo_collate``;
 - ``loader``: the DataLoader alone (images/s it can deliver);
 - ``end_to_end_w{N}`` (``--end-to-end-workers N ...``): ``end_to_end`` with N loader workers
-  (the workers compete with the launch-bound main process for the CPU cores).
+  (the workers compete with the launch-bound main process for the CPU cores);
+- ``segmentor_batch_on_gpu``: ``segmentor`` with the batch (images and the labels inside the
+  data samples) already on the device: the host-to-device copies' share of the step;
+- ``segmentor_one_group``: ``segmentor`` with one AdamW parameter group (mmengine's default
+  constructor) instead of the schedule's layer-decay groups: the optimizer's host cost.
 
 Median per-iteration time (CUDA events; the loader wait falls between events)
 and the ratio of each to the backbone step. Writes ``seg_iteration.{csv,md}``.
@@ -30,8 +34,11 @@ GPU machine (device kit, repo root):
         python3 tools/analysis/bench_seg_iteration.py --out $OUT
 CPU smoke test:
     python tools/analysis/bench_seg_iteration.py --device cpu --tiny --out /tmp/seg_iter
-``--profile`` adds ``seg_iteration_profile{,_mmseg_loss,_fused_loss}.txt``:
-the ops with the most self time over three steps of each (where the gap to the backbone goes).
+``--profile`` adds ``seg_iteration_profile{,_mmseg_loss,_fused_loss,_end_to_end}.txt``: over
+three steps of each, the wall and GPU-busy time per step and the ops with the most self GPU
+time and with the most self CPU time (where the gap to the backbone goes), and
+``seg_iteration_profile_python.txt``: cProfile of ``segmentor`` and ``end_to_end`` steps, the
+Python functions with the most time (which host code keeps the GPU waiting).
 """
 import argparse
 import copy
@@ -187,21 +194,61 @@ def end_to_end_seconds(model, optim_wrapper, dataset, batch, workers, device, cf
     return median_step_seconds(step, max(cfg['warmup'], workers), cfg['steps'], device)
 
 
+def one_group_optim_cfg(optim_cfg):
+    """``optim_cfg`` with mmengine's default constructor: one parameter group."""
+    cfg = copy.deepcopy(optim_cfg)
+    for key in ('constructor', 'paramwise_cfg'):
+        cfg.pop(key, None)
+    return cfg
+
+
 def profile_steps(step, device, path, name, steps=3, rows=25):
-    """torch.profiler over ``steps`` calls of ``step``; the ops with the most self time."""
+    """torch.profiler over ``steps`` calls of ``step``: wall and GPU-busy ms per step, and the
+    ops with the most self GPU time (on a GPU) and with the most self CPU time."""
+    from torch.autograd import DeviceType
     from torch.profiler import ProfilerActivity, profile
-    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == 'cuda' else [])
+    cuda = device.type == 'cuda'
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
     step()  # warm
     with profile(activities=activities) as prof:
+        start = time.perf_counter()
         for _ in range(steps):
             step()
-        if device.type == 'cuda':
+        if cuda:
             torch.cuda.synchronize()
-    sort_by = 'self_cuda_time_total' if device.type == 'cuda' else 'self_cpu_time_total'
-    table = prof.key_averages().table(sort_by=sort_by, row_limit=rows)
+        wall_ms = (time.perf_counter() - start) * 1e3 / steps
+    events = prof.key_averages()
+    # as the profiler's own 'Self CUDA time total': kernels and copies, not annotations
+    gpu_ms = sum(e.self_device_time_total for e in events if e.device_type != DeviceType.CPU
+                 and not getattr(e, 'is_user_annotation', False)) / 1e3 / steps
+    text = [f'{steps} {name} steps under the profiler: wall {wall_ms:.1f} ms per step, '
+            f'GPU busy {gpu_ms:.1f} ms per step (the rest the GPU waits for the host)']
+    for sort_by in (['self_cuda_time_total'] if cuda else []) + ['self_cpu_time_total']:
+        text.append(f'sorted by {sort_by}\n' + events.table(sort_by=sort_by, row_limit=rows))
+    text = '\n\n'.join(text)
     with open(path, 'w') as f:
-        f.write(f'{steps} {name} steps, sorted by {sort_by}\n{table}\n')
-    return table
+        f.write(text + '\n')
+    return text
+
+
+def python_profile(named_steps, path, steps=5, rows=30):
+    """cProfile over ``steps`` calls of each step: the functions by cumulative and own time."""
+    import cProfile
+    import io
+    import pstats
+    out = io.StringIO()
+    for name, step in named_steps:
+        step()  # warm
+        profiler = cProfile.Profile()
+        profiler.enable()
+        for _ in range(steps):
+            step()
+        profiler.disable()
+        for sort_by in ('cumulative', 'tottime'):
+            out.write(f'=== {steps} {name} steps, sorted by {sort_by}\n')
+            pstats.Stats(profiler, stream=out).sort_stats(sort_by).print_stats(rows)
+    with open(path, 'w') as f:
+        f.write(out.getvalue())
 
 
 def parse_args(argv=None):
@@ -250,11 +297,15 @@ def main(argv=None):
 
     fixed = next(iter(loader))
     del loader  # its workers stop: each end-to-end row starts its own
+    on_device = model.data_preprocessor.cast_data(copy.deepcopy(fixed))
+    one_group = build_optim_wrapper(model, one_group_optim_cfg(optim_cfg))
     steps = dict(
         backbone=backbone_step(model.backbone, batch, crop, device, optim_cfg.optimizer),
         segmentor=segmentor_step(model, optim_wrapper, lambda: fixed),
         segmentor_mmseg_loss=segmentor_step(model, optim_wrapper, lambda: fixed, fast_loss=False),
-        segmentor_fused_loss=segmentor_step(model, optim_wrapper, lambda: fixed, fast_loss='fused'))
+        segmentor_fused_loss=segmentor_step(model, optim_wrapper, lambda: fixed, fast_loss='fused'),
+        segmentor_batch_on_gpu=segmentor_step(model, optim_wrapper, lambda: on_device),
+        segmentor_one_group=segmentor_step(model, one_group, lambda: fixed))
 
     def add_row(what, seconds, **extra):
         rows.append(dict(what=what, ms_per_iter=seconds * 1e3, images_per_s=batch / seconds,
@@ -294,12 +345,20 @@ def main(argv=None):
         f.write(text + '\n')
     print(text)
     if args.profile:
+        it = iter(make_loader(dataset, batch, workers, pin=cuda))
+        for _ in range(workers):  # the workers' start is not profiled
+            next(it)
+        steps['end_to_end'] = segmentor_step(model, optim_wrapper, lambda: next(it))
         for what, suffix in (('segmentor', ''), ('segmentor_mmseg_loss', '_mmseg_loss'),
-                             ('segmentor_fused_loss', '_fused_loss')):
+                             ('segmentor_fused_loss', '_fused_loss'),
+                             ('end_to_end', '_end_to_end')):
             if what not in steps:
                 continue
             print(profile_steps(steps[what], device, name=what, path=os.path.join(
                 args.out, f'seg_iteration_profile{suffix}.txt')))
+        python_profile([(what, steps[what]) for what in ('segmentor', 'end_to_end')],
+                       os.path.join(args.out, 'seg_iteration_profile_python.txt'))
+        del it
     return rows
 
 
