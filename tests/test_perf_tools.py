@@ -206,8 +206,10 @@ def test_seg_iteration_cpu_smoke(tmp_path, monkeypatch):
          str(tmp_path)])
     assert [r['what'] for r in rows] == ['loader', 'backbone', 'segmentor', 'segmentor_mmseg_loss',
                                         'segmentor_fused_loss', 'segmentor_batch_on_gpu',
-                                        'segmentor_one_group', 'end_to_end', 'end_to_end_w1']
-    assert [r['workers'] for r in rows[-2:]] == [0, 1]
+                                        'segmentor_one_group', 'segmentor_stacked', 'end_to_end',
+                                        'end_to_end_stacked', 'end_to_end_file_system',
+                                        'end_to_end_w1']
+    assert [r['workers'] for r in rows[-4:]] == [0, 0, 0, 1]
     assert all(r['images_per_s'] > 0 for r in rows)
     assert (tmp_path / 'seg_iteration.csv').stat().st_size > 0
     profile = (tmp_path / 'seg_iteration_profile.txt').read_text()
@@ -220,6 +222,9 @@ def test_seg_iteration_cpu_smoke(tmp_path, monkeypatch):
     assert '3 end_to_end steps' in end_to_end and 'sorted by self_cpu_time_total' in end_to_end
     python = (tmp_path / 'seg_iteration_profile_python.txt').read_text()
     assert '5 end_to_end steps, sorted by tottime' in python and 'train_step' in python
+    assert '5 end_to_end_stacked steps' in python
+    stacked = (tmp_path / 'seg_iteration_profile_end_to_end_stacked.txt').read_text()
+    assert '3 end_to_end_stacked steps' in stacked
 
 
 def test_seg_iteration_broken_loss_path_costs_only_its_row(tmp_path, monkeypatch):

@@ -24,7 +24,14 @@ Measures, for one segmentor (default: PatchViT-B p16, compiled blocks, + LinearH
 - ``segmentor_batch_on_gpu``: ``segmentor`` with the batch (images and the labels inside the
   data samples) already on the device: the host-to-device copies' share of the step;
 - ``segmentor_one_group``: ``segmentor`` with one AdamW parameter group (mmengine's default
-  constructor) instead of the schedule's layer-decay groups: the optimizer's host cost.
+  constructor) instead of the schedule's layer-decay groups: the optimizer's host cost;
+- ``segmentor_stacked`` / ``end_to_end_stacked``: ``segmentor`` / ``end_to_end`` with
+  ``stack_seg_collate`` and ``StackedSegDataPreProcessor`` (the batch as two tensors, uint8
+  labels, one normalisation and pad per batch) instead of ``pseudo_collate`` and mmseg's
+  ``SegDataPreProcessor``;
+- ``end_to_end_file_system``: ``end_to_end`` with PyTorch's 'file_system' sharing strategy in
+  the workers (a diagnosis: no file-descriptor round trip per tensor, at the cost of the leak
+  risk PyTorch documents; not what the configs use).
 
 Median per-iteration time (CUDA events; the loader wait falls between events)
 and the ratio of each to the backbone step. Writes ``seg_iteration.{csv,md}``.
@@ -37,7 +44,8 @@ CPU smoke test:
 ``--profile`` adds ``seg_iteration_profile{,_mmseg_loss,_fused_loss,_end_to_end}.txt``: over
 three steps of each, the wall and GPU-busy time per step and the ops with the most self GPU
 time and with the most self CPU time (where the gap to the backbone goes), and
-``seg_iteration_profile_python.txt``: cProfile of ``segmentor`` and ``end_to_end`` steps, the
+``seg_iteration_profile_python.txt``: cProfile of the ``segmentor`` and ``end_to_end`` steps
+(plain and stacked), the
 Python functions with the most time (which host code keeps the GPU waiting).
 """
 import argparse
@@ -50,11 +58,13 @@ import cv2
 import numpy as np
 import torch
 from mmengine.config import Config
+import torch.multiprocessing
 from mmengine.dataset import Compose, pseudo_collate
 from mmengine.optim import build_optim_wrapper
 from mmengine.registry import init_default_scope
 from torch.utils.data import DataLoader, Dataset
 
+from mmpatch.datasets import stack_seg_collate
 from mmpatch.utils.benchmark import markdown_table, median_step_seconds, write_csv
 
 DATASET_CFG = 'configs/_base_/datasets/ade20k.py'
@@ -134,11 +144,11 @@ def _no_cv2_threads(_):
     cv2.setNumThreads(0)  # as mmengine's env_cfg: one thread per worker process
 
 
-def make_loader(dataset, batch, workers, pin):
+def make_loader(dataset, batch, workers, pin, collate_fn=pseudo_collate):
     extra = dict(persistent_workers=True, prefetch_factor=2, worker_init_fn=_no_cv2_threads) \
         if workers else {}
     return DataLoader(dataset, batch_size=batch, shuffle=True, num_workers=workers,
-                      pin_memory=pin, drop_last=True, collate_fn=pseudo_collate, **extra)
+                      pin_memory=pin, drop_last=True, collate_fn=collate_fn, **extra)
 
 
 def loader_images_per_s(loader, batch, warm_batches, timed_batches):
@@ -177,21 +187,45 @@ def backbone_step(backbone, batch, crop, device, optimizer_cfg):
     return step
 
 
-def segmentor_step(model, optim_wrapper, next_batch, fast_loss=True):
-    """``model.train_step`` with the head's ``fast_loss`` set as given."""
+def segmentor_step(model, optim_wrapper, next_batch, fast_loss=True, preprocessor=None):
+    """``model.train_step`` with the head's ``fast_loss`` and the data preprocessor as given
+    (default: the one the model was built with)."""
+    preprocessor = preprocessor or model.data_preprocessor
+
     def step():
         model.decode_head.fast_loss = fast_loss
+        model.data_preprocessor = preprocessor
         log_vars = model.train_step(next_batch(), optim_wrapper)
         log_vars['loss'].item()  # mmengine's RuntimeInfoHook reads the losses every iteration
     return step
 
 
-def end_to_end_seconds(model, optim_wrapper, dataset, batch, workers, device, cfg):
-    """Median ``train_step`` on fresh batches from a loader of ``workers`` workers, which
-    are shut down on return; the warm-up covers their start (one batch each)."""
-    it = iter(make_loader(dataset, batch, workers, pin=device.type == 'cuda'))
-    step = segmentor_step(model, optim_wrapper, lambda: next(it))
+def loader_iter(dataset, batch, workers, device, collate_fn=pseudo_collate, sharing=None):
+    """An iterator over a new loader; ``sharing``: the workers' tensor sharing strategy."""
+    before = torch.multiprocessing.get_sharing_strategy()
+    torch.multiprocessing.set_sharing_strategy(sharing or before)
+    try:  # the workers start here and keep the strategy they were forked with
+        return iter(make_loader(dataset, batch, workers, device.type == 'cuda', collate_fn))
+    finally:
+        torch.multiprocessing.set_sharing_strategy(before)
+
+
+def end_to_end_seconds(model, optim_wrapper, it, workers, device, cfg, preprocessor=None):
+    """Median ``train_step`` on fresh batches from ``it`` (a loader of ``workers`` workers,
+    shut down on return); the warm-up covers the workers' start (one batch each)."""
+    step = segmentor_step(model, optim_wrapper, lambda: next(it), preprocessor=preprocessor)
     return median_step_seconds(step, max(cfg['warmup'], workers), cfg['steps'], device)
+
+
+def stacked_batch(batch, pin):
+    """A ``pseudo_collate`` batch re-collated by ``stack_seg_collate`` (pinned if ``pin``)."""
+    batch = copy.deepcopy(batch)
+    batch = stack_seg_collate([dict(inputs=img, data_samples=sample) for img, sample in
+                               zip(batch['inputs'], batch['data_samples'])])
+    if pin:
+        batch['inputs'] = batch['inputs'].pin_memory()
+        batch['gt_sem_seg']['data'] = batch['gt_sem_seg']['data'].pin_memory()
+    return batch
 
 
 def one_group_optim_cfg(optim_cfg):
@@ -281,8 +315,9 @@ def main(argv=None):
     import mmpatch.models  # noqa: F401  (registers PatchViT and LinearHead)
     from mmseg.registry import MODELS
     torch.manual_seed(0)
-    model = MODELS.build(segmentor_cfg(cfg['arch'], cfg['patch_size'], cfg['crop'],
-                                       compile_blocks=cuda and not args.no_compile))
+    model_cfg = segmentor_cfg(cfg['arch'], cfg['patch_size'], cfg['crop'],
+                              compile_blocks=cuda and not args.no_compile)
+    model = MODELS.build(model_cfg)
     model.init_weights()
     model.to(device).train()
     batch, crop = cfg['batch'], cfg['crop']
@@ -299,13 +334,18 @@ def main(argv=None):
     del loader  # its workers stop: each end-to-end row starts its own
     on_device = model.data_preprocessor.cast_data(copy.deepcopy(fixed))
     one_group = build_optim_wrapper(model, one_group_optim_cfg(optim_cfg))
+    stacked = MODELS.build(dict(model_cfg['data_preprocessor'],
+                                type='StackedSegDataPreProcessor')).to(device)
+    fixed_stacked = stacked_batch(fixed, pin=cuda)
     steps = dict(
         backbone=backbone_step(model.backbone, batch, crop, device, optim_cfg.optimizer),
         segmentor=segmentor_step(model, optim_wrapper, lambda: fixed),
         segmentor_mmseg_loss=segmentor_step(model, optim_wrapper, lambda: fixed, fast_loss=False),
         segmentor_fused_loss=segmentor_step(model, optim_wrapper, lambda: fixed, fast_loss='fused'),
         segmentor_batch_on_gpu=segmentor_step(model, optim_wrapper, lambda: on_device),
-        segmentor_one_group=segmentor_step(model, one_group, lambda: fixed))
+        segmentor_one_group=segmentor_step(model, one_group, lambda: fixed),
+        segmentor_stacked=segmentor_step(model, optim_wrapper, lambda: fixed_stacked,
+                                         preprocessor=stacked))
 
     def add_row(what, seconds, **extra):
         rows.append(dict(what=what, ms_per_iter=seconds * 1e3, images_per_s=batch / seconds,
@@ -323,10 +363,15 @@ def main(argv=None):
             del steps[what]  # not profiled
             continue
         add_row(what, seconds)
-    for what, n in [('end_to_end', workers)] + [
-            (f'end_to_end_w{n}', n) for n in args.end_to_end_workers]:
-        add_row(what, end_to_end_seconds(model, optim_wrapper, dataset, batch, n, device, cfg),
+    end_to_end_rows = [('end_to_end', workers, {}, None),
+                       ('end_to_end_stacked', workers, dict(collate_fn=stack_seg_collate), stacked),
+                       ('end_to_end_file_system', workers, dict(sharing='file_system'), None)] + [
+        (f'end_to_end_w{n}', n, {}, None) for n in args.end_to_end_workers]
+    for what, n, loader_args, preprocessor in end_to_end_rows:
+        it = loader_iter(dataset, batch, n, device, **loader_args)
+        add_row(what, end_to_end_seconds(model, optim_wrapper, it, n, device, cfg, preprocessor),
                 workers=n)
+        del it
     reference = rows[1]['ms_per_iter']
     for row in rows[1:]:
         row['time_vs_backbone'] = row['ms_per_iter'] / reference if 'ms_per_iter' in row else None
@@ -345,20 +390,26 @@ def main(argv=None):
         f.write(text + '\n')
     print(text)
     if args.profile:
-        it = iter(make_loader(dataset, batch, workers, pin=cuda))
-        for _ in range(workers):  # the workers' start is not profiled
-            next(it)
-        steps['end_to_end'] = segmentor_step(model, optim_wrapper, lambda: next(it))
+        live = dict(end_to_end=(loader_iter(dataset, batch, workers, device), None),
+                    end_to_end_stacked=(loader_iter(dataset, batch, workers, device,
+                                                    collate_fn=stack_seg_collate), stacked))
+        for what, (it, preprocessor) in live.items():
+            for _ in range(workers):  # the workers' start is not profiled
+                next(it)
+            steps[what] = segmentor_step(model, optim_wrapper, lambda it=it: next(it),
+                                         preprocessor=preprocessor)
         for what, suffix in (('segmentor', ''), ('segmentor_mmseg_loss', '_mmseg_loss'),
                              ('segmentor_fused_loss', '_fused_loss'),
-                             ('end_to_end', '_end_to_end')):
+                             ('end_to_end', '_end_to_end'),
+                             ('end_to_end_stacked', '_end_to_end_stacked')):
             if what not in steps:
                 continue
             print(profile_steps(steps[what], device, name=what, path=os.path.join(
                 args.out, f'seg_iteration_profile{suffix}.txt')))
-        python_profile([(what, steps[what]) for what in ('segmentor', 'end_to_end')],
+        python_profile([(what, steps[what]) for what in ('segmentor', 'end_to_end',
+                                                         'end_to_end_stacked')],
                        os.path.join(args.out, 'seg_iteration_profile_python.txt'))
-        del it
+        del live
     return rows
 
 

@@ -1,0 +1,1 @@
+from .stacked_seg_data_preprocessor import StackedSegDataPreProcessor  # noqa: F401
