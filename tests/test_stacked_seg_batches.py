@@ -72,14 +72,28 @@ def test_collate_stacks_images_and_narrows_labels():
     assert_same(*run_both(wide, training=True, size=(8, 12)))
 
 
-def test_mixed_shapes_and_inference_take_mmsegs_path():
-    # images of different sizes: a list, labels left in the samples; padded per sample
-    items = make_batch([(16, 20), (20, 16)])
+@pytest.mark.parametrize('cfg', [dict(size=(24, 24)), dict(size_divisor=8)])
+def test_crops_smaller_than_the_crop_size(cfg):
+    # ADE20K: RandomResize (ratio 0.5-2) can leave an image smaller than the 512 crop
+    items = make_batch([(16, 20), (20, 16), (20, 20)])
     batch = stack_seg_collate(copy.deepcopy(items))
-    assert isinstance(batch['inputs'], list) and 'gt_sem_seg' not in batch
-    assert_same(*run_both(items, training=True, size=(24, 24)))
-    # inference (one size): stacked, labels restored for the metric
-    assert_same(*run_both(make_batch([(16, 16)] * 2), training=False))
+    assert batch['inputs'].shape == (3, 3, 20, 20) and batch['img_shapes'][0] == (16, 20)
+    assert batch['gt_sem_seg']['data'].shape == (3, 1, 20, 20)
+    assert_same(*run_both(items, training=True, **cfg))
+
+
+def test_inference_and_unstackable_labels_take_mmsegs_path():
+    # inference: labels restored (for the metric) and images cut back to their size
+    assert_same(*run_both(make_batch([(12, 16)] * 2), training=False))
+    # a label map not the size of its image stays in its sample, padded as mmseg pads it
+    items = make_batch([(16, 16)] * 2)
+    items[1]['data_samples'].gt_sem_seg = PixelData(data=torch.zeros(1, 12, 16, dtype=torch.long))
+    assert 'gt_sem_seg' not in stack_seg_collate(copy.deepcopy(items))
+    assert_same(*run_both(items, training=True, size=(16, 16)))
+    # images of different channel counts: pseudo_collate's lists
+    items = make_batch([(8, 8)] * 2)
+    items[1]['inputs'] = items[1]['inputs'][:1]
+    assert isinstance(stack_seg_collate(items)['inputs'], list)
 
 
 def test_preprocessor_takes_pseudo_collate_batches_too():

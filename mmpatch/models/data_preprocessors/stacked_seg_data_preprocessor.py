@@ -9,71 +9,81 @@ from mmseg.registry import MODELS
 @MODELS.register_module()
 class StackedSegDataPreProcessor(SegDataPreProcessor):
     """``SegDataPreProcessor`` (same arguments, same output) that also takes the batches of
-    ``stack_seg_collate``: the images as one (N, C, H, W) tensor and the label maps taken out of
-    the samples as one tensor, which it puts back on the device in their original dtype.
+    ``stack_seg_collate``: the images as one (N, C, H, W) tensor (``img_shapes``: each one's
+    size) and the label maps taken out of the samples as one tensor, which it puts back on the
+    device in their original dtype.
 
-    A training batch of stacked images whose samples hold no pixel data but ``gt_sem_seg`` is
-    converted, normalised and padded as one tensor, and its label maps padded as one; any other
-    batch (lists of images, edge or depth maps, inference) goes through mmseg's per-sample code.
+    A stacked training batch whose samples hold no pixel data but ``gt_sem_seg`` is converted,
+    normalised and padded as one tensor, its label maps padded as one; any other batch (lists
+    of images, edge or depth maps, inference) goes through mmseg's per-sample code.
     """
 
     def forward(self, data: dict, training: bool = False) -> dict:
         data = self.cast_data(data)
-        stacked_seg = self._restore_gt_sem_seg(data)
         inputs, samples = data['inputs'], data.get('data_samples')
+        shapes = data.pop('img_shapes', None)
+        if torch.is_tensor(inputs) and shapes is None:  # e.g. default_collate: one size
+            shapes = [tuple(inputs.shape[-2:])] * len(inputs)
+        seg = self._restore_gt_sem_seg(data, shapes)
         if not (training and torch.is_tensor(inputs) and samples is not None
                 and all(set(s.keys()) & {'gt_edge_map', 'gt_depth_map'} == set() for s in samples)):
             if torch.is_tensor(inputs):
-                data['inputs'] = list(inputs)
+                data['inputs'] = [img[:, :h, :w] for img, (h, w) in zip(inputs, shapes)]
             return super().forward(data, training)
         if self.channel_conversion and inputs.size(1) == 3:
             inputs = inputs[:, [2, 1, 0]]
         inputs = inputs.float()
         if self._enable_normalize:
             inputs = (inputs - self.mean) / self.std
-        img_shape = inputs.shape[-2:]
-        padding = self._padding(img_shape)
-        inputs = F.pad(inputs, padding, value=self.pad_val)
-        if stacked_seg is None and all('gt_sem_seg' in s for s in samples) and \
-                len({s.gt_sem_seg.shape for s in samples}) == 1:
-            stacked_seg = torch.stack([s.gt_sem_seg.data for s in samples])
-        if stacked_seg is not None:
-            stacked_seg = F.pad(stacked_seg, padding, value=self.seg_pad_val)
-        for i, sample in enumerate(samples):
-            pad_shape = None
-            if stacked_seg is not None:
-                sample.gt_sem_seg = PixelData(data=stacked_seg[i])
-            elif 'gt_sem_seg' in sample:
+        target = self._padded_size(inputs.shape[-2:])
+        inputs = _pad_each(inputs, shapes, target, self.pad_val)
+        if seg is not None:
+            seg = _pad_each(seg, shapes, target, self.seg_pad_val)
+        for i, (sample, (h, w)) in enumerate(zip(samples, shapes)):
+            padding = (0, target[1] - w, 0, target[0] - h)
+            if seg is not None:
+                sample.gt_sem_seg = PixelData(data=seg[i])
+            elif 'gt_sem_seg' in sample:  # as mmseg: padded by its image's padding
                 sample.gt_sem_seg = PixelData(data=F.pad(sample.gt_sem_seg.data, padding,
                                                          value=self.seg_pad_val))
-            if 'gt_sem_seg' in sample:
-                pad_shape = sample.gt_sem_seg.shape
-            sample.set_metainfo(dict(img_shape=img_shape, pad_shape=pad_shape,
-                                     padding_size=padding))
+            sample.set_metainfo(dict(
+                img_shape=torch.Size((h, w)),
+                pad_shape=sample.gt_sem_seg.shape if 'gt_sem_seg' in sample else None,
+                padding_size=padding))
         if self.batch_augments is not None:
             inputs, samples = self.batch_augments(inputs, samples)
         return dict(inputs=inputs, data_samples=samples)
 
-    def _restore_gt_sem_seg(self, data):
-        """The stacked label maps back into the samples (as views); the stack, or None."""
+    def _restore_gt_sem_seg(self, data, shapes):
+        """The stacked label maps back into the samples, cut to their size; the stack or None."""
         stacked = data.pop('gt_sem_seg', None)
         if stacked is None:
             return None
         seg = stacked['data'].to(stacked['dtype'])
-        for sample, seg_map in zip(data['data_samples'], seg):
-            sample.gt_sem_seg = PixelData(data=seg_map)
+        for sample, seg_map, (h, w) in zip(data['data_samples'], seg, shapes):
+            sample.gt_sem_seg = PixelData(data=seg_map[:, :h, :w])
         return seg
 
-    def _padding(self, hw):
-        """mmseg's ``stack_batch`` rule for a batch of one image size (left, right, top, bottom)."""
+    def _padded_size(self, hw):
+        """mmseg's ``stack_batch`` rule: ``size``, or the batch's largest size rounded up to
+        ``size_divisor``."""
         if (self.size is None) == (self.size_divisor is None):
             raise ValueError(f'{type(self).__name__}: set exactly one of size and size_divisor '
                              f'for training, got size={self.size}, '
                              f'size_divisor={self.size_divisor}')
         if self.size is not None:
-            target = self.size
-        elif self.size_divisor > 1:
-            target = [-(-s // self.size_divisor) * self.size_divisor for s in hw]
-        else:
-            target = hw
-        return (0, max(target[-1] - hw[-1], 0), 0, max(target[-2] - hw[-2], 0))
+            return tuple(max(s, t) for s, t in zip(hw, self.size[-2:]))
+        divisor = max(self.size_divisor, 1)
+        return tuple(-(-s // divisor) * divisor for s in hw)
+
+
+def _pad_each(batch, shapes, target, value):
+    """``batch`` (N, ..., H, W), sample i of size ``shapes[i]`` at the top left, with everything
+    outside each sample set to ``value``, padded to ``target`` (h, w) at the bottom and right."""
+    height, width = batch.shape[-2:]
+    batch = F.pad(batch, (0, target[1] - width, 0, target[0] - height), value=value)
+    for i, (h, w) in enumerate(shapes):
+        if (h, w) != (height, width):  # a sample smaller than the stack
+            batch[i, ..., h:, :] = value
+            batch[i, ..., :, w:] = value
+    return batch
