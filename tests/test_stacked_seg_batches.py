@@ -115,3 +115,33 @@ def test_registered_for_configs():
     assert FUNCTIONS.get('stack_seg_collate') is stack_seg_collate
     assert isinstance(MODELS.build(dict(type='StackedSegDataPreProcessor', size=(8, 8), **NORM)),
                       StackedSegDataPreProcessor)
+
+
+def test_ade20k_config_trains_on_stacked_batches(tmp_path):
+    """The ADE20K configs' train loader (stack_seg_collate by name) and model preprocessor."""
+    import cv2
+    import numpy as np
+    from mmengine.config import Config
+    from mmengine.runner import Runner
+    from mmseg.registry import MODELS
+
+    import mmpatch  # noqa: F401  (as the configs' custom_imports)
+    root = tmp_path / 'ade'
+    rng = np.random.default_rng(0)
+    for sub, shape, high in (('images', (48, 64, 3), 256), ('annotations', (48, 64), 151)):
+        (root / sub / 'training').mkdir(parents=True)
+        for i in range(2):
+            suffix = 'jpg' if sub == 'images' else 'png'
+            cv2.imwrite(str(root / sub / 'training' / f'ADE_train_{i}.{suffix}'),
+                        rng.integers(0, high, shape, dtype=np.uint8))
+    cfg = Config.fromfile('configs/ade20k/vit_t_p16_linear.py')
+    init_default_scope('mmseg')
+    cfg.train_dataloader.dataset.data_root = str(root)
+    cfg.train_dataloader.update(batch_size=2, num_workers=0, persistent_workers=False)
+    batch = next(iter(Runner.build_dataloader(cfg.train_dataloader, seed=0)))
+    assert torch.is_tensor(batch['inputs']) and batch['gt_sem_seg']['data'].dtype == torch.uint8
+    data = MODELS.build(cfg.model.data_preprocessor)(batch, True)
+    assert data['inputs'].shape == (2, 3, 512, 512)
+    for sample in data['data_samples']:
+        assert sample.gt_sem_seg.data.dtype == torch.int64 and sample.gt_sem_seg.shape == (512, 512)
+        assert set(sample.gt_sem_seg.data.unique().tolist()) <= set(range(150)) | {255}

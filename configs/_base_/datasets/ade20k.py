@@ -9,6 +9,9 @@ crop_size = (512, 512)  # as in the base; children that change it must also chan
 # mmseg's ADE20KDataset plus per-sample checks (mmpatch/datasets/sample_checks.py): a missing or
 # undecodable file, or a label outside the 150 classes, stops with an error naming the file.
 # (Registered by `import mmpatch`, which every leaf config's custom_imports does.)
-train_dataloader = dict(dataset=dict(type='CheckedADE20KDataset'))
+# stack_seg_collate: each batch leaves the loader workers as two tensors (images, uint8 labels),
+# not two per sample; needs the model's StackedSegDataPreProcessor (the model bases set it).
+train_dataloader = dict(dataset=dict(type='CheckedADE20KDataset'),
+                        collate_fn=dict(type='stack_seg_collate'))
 val_dataloader = dict(dataset=dict(type='CheckedADE20KDataset'))
 test_dataloader = val_dataloader

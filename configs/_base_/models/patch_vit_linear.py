@@ -7,8 +7,9 @@
 # model.backbone.init_cfg=dict(type='Pretrained', checkpoint=PATH).
 # custom_imports=dict(imports=['mmpatch']) is set by the leaf configs, not here: the toy dataset
 # base sets it too, and mmengine forbids one key in two _base_ files.
+# mmseg's SegDataPreProcessor that also takes stack_seg_collate's batches (ADE20K's train loader)
 data_preprocessor = dict(
-    type='SegDataPreProcessor',
+    type='StackedSegDataPreProcessor',
     mean=[123.675, 116.28, 103.53],
     std=[58.395, 57.12, 57.375],
     bgr_to_rgb=True,

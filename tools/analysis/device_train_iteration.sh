@@ -1,0 +1,33 @@
+#!/bin/bash
+# The mmseg training iteration through tools/train.py and a real config (Runner, hooks, logging,
+# the config's loader and data preprocessor) on one GPU, with the ADE20K configs' batches
+# (stack_seg_collate + StackedSegDataPreProcessor) and with mmseg's (pseudo_collate +
+# SegDataPreProcessor), one run after the other; median s/iter from mmengine's scalars.json.
+#   source .device-kit/setup.sh && bash tools/analysis/device_train_iteration.sh \
+#       [CONFIG [BATCH [ITERS [WORKERS]]]]
+# Data: an ADE20K-layout toy set, 512 x 512, 150 classes (tools/data/make_toy.py), under /tmp.
+# Writes $OUT/train_iteration_{stacked,mmseg}.{log,json}.
+set -o pipefail
+CONFIG=${1:-configs/ade20k/vit_b_p16_linear.py}
+BATCH=${2:-16}
+ITERS=${3:-60}
+WORKERS=${4:-12}
+DATA=/tmp/ade_toy512
+export PYTHONPATH=$PYTHONPATH:. PYTHONUNBUFFERED=1
+[ -f "$DATA/meta.json" ] || python3 tools/data/make_toy.py seg --out "$DATA" --img-size 512 \
+    --num-train 64 --num-val 2 --num-classes 150 || exit 1
+COMMON=("train_dataloader.dataset.data_root=$DATA" "train_dataloader.dataset.img_suffix=.png"
+        "train_dataloader.batch_size=$BATCH" "train_dataloader.num_workers=$WORKERS"
+        "train_cfg.max_iters=$ITERS" "train_cfg.val_begin=$((ITERS + 1))"
+        "default_hooks.checkpoint.interval=$((ITERS + 1))" "default_hooks.logger.interval=1")
+for variant in stacked mmseg; do
+  EXTRA=()
+  [ $variant = mmseg ] && EXTRA=("train_dataloader.collate_fn.type=pseudo_collate"
+                                 "model.data_preprocessor.type=SegDataPreProcessor")
+  python3 tools/train.py "$CONFIG" --work-dir "/tmp/train_iteration_$variant" \
+      --cfg-options "${COMMON[@]}" "${EXTRA[@]}" 2>&1 | grep -v "warn" \
+      > "$OUT/train_iteration_$variant.log"
+  grep -E "Iter\(train\)" "$OUT/train_iteration_$variant.log" | tail -2
+  python3 tools/analysis/summarize_run.py "/tmp/train_iteration_$variant" --gpus 1 \
+      --batch-per-gpu "$BATCH" --skip-first 10 | tee "$OUT/train_iteration_$variant.json"
+done
