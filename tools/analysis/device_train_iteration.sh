@@ -16,8 +16,11 @@ DATA=/tmp/ade_toy512
 export PYTHONPATH=$PYTHONPATH:. PYTHONUNBUFFERED=1
 [ -f "$DATA/meta.json" ] || python3 tools/data/make_toy.py seg --out "$DATA" --img-size 512 \
     --num-train 64 --num-val 2 --num-classes 150 || exit 1
-COMMON=("train_dataloader.dataset.data_root=$DATA" "train_dataloader.dataset.img_suffix=.png"
-        "train_dataloader.batch_size=$BATCH" "train_dataloader.num_workers=$WORKERS"
+COMMON=()
+for split in train val test; do  # tools/train.py checks every split's folder
+  COMMON+=("${split}_dataloader.dataset.data_root=$DATA" "${split}_dataloader.dataset.img_suffix=.png")
+done
+COMMON+=("train_dataloader.batch_size=$BATCH" "train_dataloader.num_workers=$WORKERS"
         "train_cfg.max_iters=$ITERS" "train_cfg.val_begin=$((ITERS + 1))"
         "default_hooks.checkpoint.interval=$((ITERS + 1))" "default_hooks.logger.interval=1")
 for variant in stacked mmseg; do
