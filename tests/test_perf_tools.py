@@ -255,3 +255,4 @@ def test_check_fused_ce_cpu_smoke(tmp_path):
     assert check['loss_rel_err'] < 1e-5 and check['acc_abs_err'] == 0
     assert check['grad_max_abs_err'] < 1e-4 * check['grad_max_abs']
     assert 'fused' in (tmp_path / 'fused_ce.md').read_text()
+    assert 'loss_rel_err' in rows[2] and 'loss_rel_err' not in rows[0]  # measured for fused only
