@@ -41,12 +41,13 @@ GPU machine (device kit, repo root):
         python3 tools/analysis/bench_seg_iteration.py --out $OUT
 CPU smoke test:
     python tools/analysis/bench_seg_iteration.py --device cpu --tiny --out /tmp/seg_iter
-``--profile`` adds ``seg_iteration_profile{,_mmseg_loss,_fused_loss,_end_to_end}.txt``: over
-three steps of each, the wall and GPU-busy time per step and the ops with the most self GPU
-time and with the most self CPU time (where the gap to the backbone goes), and
+``--profile`` adds ``seg_iteration_profile{,_mmseg_loss,_fused_loss,_end_to_end,
+_end_to_end_stacked}.txt``: over three steps of each, the wall and GPU-busy time per step and
+the ops with the most self GPU time and with the most self CPU time (where the gap to the
+backbone goes), and
 ``seg_iteration_profile_python.txt``: cProfile of the ``segmentor`` and ``end_to_end`` steps
-(plain and stacked), the
-Python functions with the most time (which host code keeps the GPU waiting).
+(plain and stacked), the Python functions with the most time (which host code keeps the GPU
+waiting).
 """
 import argparse
 import copy
@@ -57,8 +58,8 @@ import traceback
 import cv2
 import numpy as np
 import torch
-from mmengine.config import Config
 import torch.multiprocessing
+from mmengine.config import Config
 from mmengine.dataset import Compose, pseudo_collate
 from mmengine.optim import build_optim_wrapper
 from mmengine.registry import init_default_scope

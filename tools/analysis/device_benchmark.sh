@@ -11,9 +11,8 @@
 #                      other loss paths), then the mmseg training iteration alone (ViT-B p16,
 #                      batch 16): backbone step, segmentor with mmpatch's matmul, fused and
 #                      mmseg's loss paths, end to end with the
-#                      loader (14, 4 and 8 workers), a profile of the loss paths (2026-12-01,
-#                      without the 4- and 8-worker rows, with a compiled-loss row since dropped:
-#                      ~2.5 min of a call, from the call's timestamps).
+#                      loader (14, 4 and 8 workers), profiles (2026-12-02, commit a7ac39b:
+#                      170 s of a call including the kit's setup; rows added since).
 # Device call (carry .device-kit; the tree travels without .git, so name the commit):
 #   source .device-kit/setup.sh && export PYTHONPATH=$PYTHONPATH:. && \
 #     MMPATCH_COMMIT=<sha> bash tools/analysis/device_benchmark.sh round1
