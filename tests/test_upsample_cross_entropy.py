@@ -31,6 +31,7 @@ def mmseg_scope():
 @pytest.mark.parametrize('in_hw,out_hw,classes', (((4, 4), (24, 64), 5), ((3, 5), (13, 37), 20),
                                                   ((4, 3), (9, 6), 3), ((2, 2), (32, 80), 17),
                                                   ((6, 20), (12, 40), 4),
+                                                  ((5, 7), (5, 7), 6), ((8, 16), (4, 9), 3),
                                                   ((2, 3), (5, 8), 150)))  # class 255 in the tile
 def test_equals_interpolate_and_mmseg_cross_entropy(in_hw, out_hw, classes, align_corners,
                                                     avg_non_ignore):
@@ -69,13 +70,13 @@ def test_fused_head_uses_the_kernel_only_where_it_applies(monkeypatch):
     calls.clear()
     for head in (two_losses, weighted, LinearHead(in_channels=8, num_classes=5)):
         assert head._fused_loss(logits, label) is None
-    same_size = torch.randn(2, 5, 32, 32, device=DEVICE)  # no upsampling: the matmul path
-    assert one_ce._fused_loss(same_size, label) is None and not calls
+    too_wide = torch.randn(2, 5, 4, 1024, device=DEVICE)  # a (16, 1024) tile: the matmul path
+    assert one_ce._fused_loss(too_wide, label) is None and not calls
 
 
 def test_bad_inputs_name_the_problem():
-    with pytest.raises(ValueError, match=r'>= 2x upsampling along W'):
-        upsample_cross_entropy(torch.randn(1, 3, 8, 40), torch.zeros(1, 8, 64, dtype=torch.long))
+    with pytest.raises(ValueError, match=r'150 classes x width 64 -> 16384 elements, at most 8192'):
+        upsample_cross_entropy(torch.randn(1, 150, 8, 64), torch.zeros(1, 8, 64, dtype=torch.long))
     with pytest.raises(ValueError, match=r'\(N, C, h, w\) logits and \(N, H, W\) labels'):
         upsample_cross_entropy(torch.randn(1, 3, 8, 8), torch.zeros(2, 16, 16, dtype=torch.long))
     with pytest.raises(ValueError, match="fast_loss must be True, False or 'fused'"):
@@ -91,19 +92,25 @@ def test_not_supported_on_cpu_without_the_interpreter(monkeypatch):
 
 
 COMPILE = """
+import glob, os, subprocess, tempfile
 import triton
 from triton.backends.compiler import GPUTarget
 from triton.compiler import ASTSource
 from mmpatch.models.utils.upsample_ce_kernel import upsample_ce_kernel
-signature = dict(rows_ptr='*fp32', label_ptr='*i64', lo_ptr='*i32', hi_ptr='*i32', frac_ptr='*fp32',
-                 grad_rows_ptr='*fp32', loss_ptr='*fp32', correct_ptr='*i32', C='i32', H='i32',
-                 W='i32', w='i32', ignore_index='i32', BLOCK_C='constexpr', BLOCK_X='constexpr',
-                 SPAN='constexpr')
-src = ASTSource(fn=upsample_ce_kernel, signature=signature,
-                constexprs=dict(BLOCK_C=256, BLOCK_X=32, SPAN=3))
-for capability in (90,):
-    compiled = triton.compile(src, target=GPUTarget('cuda', capability, 32), options=dict(num_warps=8))
-    print(capability, len(compiled.asm['cubin']))
+from mmpatch.models.utils.upsample_cross_entropy import BLOCK_X, NUM_WARPS
+signature = dict(rows_ptr='*fp32', label_ptr='*i64', wx_ptr='*fp32', grad_rows_ptr='*fp32',
+                 loss_ptr='*fp32', correct_ptr='*i32', C='i32', H='i32', W='i32', w='i32',
+                 ignore_index='i32', BLOCK_C='constexpr', BLOCK_W='constexpr', BLOCK_X='constexpr')
+src = ASTSource(fn=upsample_ce_kernel, signature=signature,  # 150 classes, ViT p16 at 512 px
+                constexprs=dict(BLOCK_C=256, BLOCK_W=32, BLOCK_X=BLOCK_X))
+compiled = triton.compile(src, target=GPUTarget('cuda', 90, 32), options=dict(num_warps=NUM_WARPS))
+ptx = os.path.join(tempfile.mkdtemp(), 'k.ptx')
+open(ptx, 'w').write(compiled.asm['ptx'])
+(ptxas,) = glob.glob(os.path.join(os.path.dirname(triton.__file__), 'backends/nvidia/bin/ptxas'))
+info = subprocess.run([ptxas, '-v', '--gpu-name', 'sm_90a', ptx, '-o', ptx + '.cubin'],
+                      capture_output=True, text=True, check=True).stderr
+print(len(compiled.asm['cubin']))
+print(info)
 """
 
 
@@ -115,5 +122,6 @@ def test_kernel_compiles_for_hopper(tmp_path):
     proc = subprocess.run([sys.executable, '-c', COMPILE], env=env, capture_output=True, text=True,
                           timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    sizes = dict(line.split() for line in proc.stdout.split('\n') if line)
-    assert set(sizes) == {'90'} and int(sizes['90']) > 1000
+    cubin_bytes, ptxas_info = proc.stdout.split('\n', 1)
+    assert int(cubin_bytes) > 1000
+    assert ' 0 bytes spill stores' in ptxas_info, ptxas_info  # registers suffice at this tile

@@ -31,9 +31,10 @@ class LinearHead(BaseDecodeHead):
             size as two matrix products (``resize_bilinear_matmul``: no atomic-add backward)
             and the accuracy by argmax (``pixel_accuracy``: no top-k, no host sync).
             ``False``: mmseg's own ``loss_by_feat``. ``'fused'``: where the loss is one
-            mmseg ``CrossEntropyLoss`` (softmax, mean, no class weights), no sampler, on CUDA and
-            at >= 2x upsampling, the resize, loss and accuracy in one Triton kernel that never
-            holds the full-size logits (``upsample_cross_entropy``); elsewhere as ``True``.
+            mmseg ``CrossEntropyLoss`` (softmax, mean, no class weights), no sampler, on CUDA,
+            with at most 256 classes at logit width 32 (``fused_ce_supported``), the resize,
+            loss and accuracy in one Triton kernel that never holds the full-size logits
+            (``upsample_cross_entropy``); elsewhere as ``True``.
         **kwargs: ``BaseDecodeHead`` arguments (num_classes, dropout_ratio,
             in_index, loss_decode, align_corners, ...).
     """

@@ -3,10 +3,11 @@
 mmseg's decode heads resize their (N, C, h, w) logits to the label size (N, H, W) and take the
 cross-entropy there. At 512 x 512, 150 classes, batch 16 that is a 629 M-element tensor that is
 written, cast to float32, log-softmaxed and read again by the backward. Here the logits are
-interpolated along H by a small matrix product (N, C, H, w), a Triton kernel
-(``upsample_ce_kernel.py``) interpolates along W inside the kernel and takes the loss, the argmax and
-the loss's gradient pixel by pixel, and one more matrix product takes that gradient back to
-(N, C, h, w). The loss is the last op of the graph, so its gradient is computed in the forward.
+interpolated along H by a small matrix product (N, C, H, w); a Triton kernel
+(``upsample_ce_kernel.py``), one program per image row, interpolates along W inside the kernel,
+takes the loss, the argmax and the loss's gradient pixel by pixel and reduces that gradient onto
+the row's w source columns; one more matrix product takes it back to (N, C, h, w). The loss is
+the last op of the graph, so its gradient is computed in the forward.
 
 The value is mmseg's ``CrossEntropyLoss`` (softmax, ``reduction='mean'``, no class weights) of
 ``F.interpolate(logits, label.shape[-2:], mode='bilinear')``, and the accuracy is
@@ -16,13 +17,15 @@ import os
 from functools import lru_cache
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from .autocast_off import autocast_off
-from .bilinear_matmul import bilinear_source, device_bilinear_weights
+from .bilinear_matmul import device_bilinear_weights
 
-BLOCK_X = 32  # pixels of one image row per program
-MAX_SPAN = BLOCK_X // 2 + 1  # source columns a block may touch: 2x upsampling along W or more
+BLOCK_X = 16  # output columns per step of a program's loop over its row
+NUM_WARPS = 16  # at (256, 32) tiles: 105 registers, no spills on sm_90 (ptxas); not tuned on a GPU
+MAX_TILE = 8192  # (classes, logit width) elements a program holds, padded to powers of 2
 
 
 def interpreter_on():
@@ -30,12 +33,14 @@ def interpreter_on():
     return os.environ.get('TRITON_INTERPRET') == '1'
 
 
-def fused_ce_supported(logits: Tensor, label_hw, align_corners: bool = False) -> bool:
-    """Whether ``upsample_cross_entropy`` runs for these shapes on this device: CUDA (or the
-    Triton interpreter on CPU), and at least 2x upsampling along W at BLOCK_X columns per block."""
+def fused_ce_supported(logits: Tensor, label_hw=None, align_corners: bool = False) -> bool:
+    """Whether ``upsample_cross_entropy`` runs for these logits on this device: CUDA (or the
+    Triton interpreter on CPU), and a (classes, width) tile of at most MAX_TILE elements, e.g.
+    150 classes at width 32 (ViT p16 at 512 px); ``label_hw`` and ``align_corners`` do not
+    matter (kept for the callers' signature)."""
     if not (logits.is_cuda or (logits.device.type == 'cpu' and interpreter_on())):
         return False
-    return column_span(int(label_hw[1]), logits.shape[-1], align_corners) <= MAX_SPAN
+    return _tile_elements(logits.shape[1], logits.shape[-1]) <= MAX_TILE
 
 
 def upsample_cross_entropy(logits: Tensor, label: Tensor, align_corners: bool = False,
@@ -48,11 +53,11 @@ def upsample_cross_entropy(logits: Tensor, label: Tensor, align_corners: bool = 
     if logits.dim() != 4 or label.dim() != 3 or logits.shape[0] != label.shape[0]:
         raise ValueError(f'upsample_cross_entropy takes (N, C, h, w) logits and (N, H, W) labels, '
                          f'got {tuple(logits.shape)} and {tuple(label.shape)}')
-    span = column_span(label.shape[-1], logits.shape[-1], align_corners)
-    if span > MAX_SPAN:
-        raise ValueError(f'upsample_cross_entropy needs >= 2x upsampling along W: logits width '
-                         f'{logits.shape[-1]}, label width {label.shape[-1]} ({BLOCK_X} label '
-                         f'columns span {span} logit columns, at most {MAX_SPAN} allowed)')
+    tile = _tile_elements(logits.shape[1], logits.shape[-1])
+    if tile > MAX_TILE:
+        raise ValueError(f'upsample_cross_entropy holds a (classes, logit width) tile per image '
+                         f'row, padded to powers of 2: {logits.shape[1]} classes x width '
+                         f'{logits.shape[-1]} -> {tile} elements, at most {MAX_TILE}')
     return _UpsampleCrossEntropy.apply(logits, label, align_corners, ignore_index, avg_non_ignore)
 
 
@@ -67,15 +72,15 @@ class _UpsampleCrossEntropy(torch.autograd.Function):
         with autocast_off(device.type):
             weights_h = device_bilinear_weights(H, h, align_corners, device, torch.float32)
             rows = torch.matmul(weights_h, logits.float()).contiguous()  # (N, C, H, w)
-            lo, hi, frac = _column_tables(W, w, align_corners, device)
-            grad_rows = torch.zeros_like(rows)
-            blocks = -(-W // BLOCK_X)
-            loss_sums = torch.empty(n * H, blocks, device=device)
-            correct = torch.empty(n * H, blocks, device=device, dtype=torch.int32)
-            upsample_ce_kernel[(n * H, blocks)](
-                rows, label.contiguous(), lo, hi, frac, grad_rows, loss_sums, correct,
-                c, H, W, w, ignore_index, BLOCK_C=max(16, 1 << (c - 1).bit_length()),
-                BLOCK_X=BLOCK_X, SPAN=column_span(W, w, align_corners), num_warps=8)
+            block_w = _block(w)
+            wx = _padded_weights(W, w, align_corners, device, block_w)
+            grad_rows = torch.empty_like(rows)
+            loss_sums = torch.empty(n * H, device=device)
+            correct = torch.empty(n * H, device=device, dtype=torch.int32)
+            upsample_ce_kernel[(n * H,)](
+                rows, label.contiguous(), wx, grad_rows, loss_sums, correct, c, H, W, w,
+                ignore_index, BLOCK_C=_block(c), BLOCK_W=block_w, BLOCK_X=BLOCK_X,
+                num_warps=NUM_WARPS)
             labelled = (label != ignore_index).sum()
             # mmseg's weight_reduce_loss: sum / (avg_factor + eps)
             divisor = (labelled if avg_non_ignore else label.numel()) + torch.finfo(torch.float32).eps
@@ -92,17 +97,18 @@ class _UpsampleCrossEntropy(torch.autograd.Function):
         return grad * grad_loss.to(grad.dtype), None, None, None, None
 
 
-@lru_cache(maxsize=32)
-def column_span(out_w, in_w, align_corners):
-    """The most source columns that one block of BLOCK_X output columns reads."""
-    lo, hi, _ = bilinear_source(out_w, in_w, align_corners)
-    ends = hi[torch.arange(BLOCK_X - 1, out_w + BLOCK_X - 1, BLOCK_X).clamp(max=out_w - 1)]
-    return int((ends - lo[::BLOCK_X]).max()) + 1
+def _block(size):
+    """``size`` rounded up to a power of 2, at least 16 (``tl.dot``'s smallest dimension)."""
+    return max(16, 1 << (size - 1).bit_length())
+
+
+def _tile_elements(classes, width):
+    return _block(classes) * _block(width)
 
 
 @lru_cache(maxsize=32)
-def _column_tables(out_w, in_w, align_corners, device):
-    """Per output column on ``device``: source columns ``lo``/``hi`` (int32) and ``hi``'s
-    weight (float32). Built and copied once per shape and device."""
-    lo, hi, frac = bilinear_source(out_w, in_w, align_corners)
-    return lo.int().to(device), hi.int().to(device), frac.float().to(device)
+def _padded_weights(out_w, in_w, align_corners, device, block_w):
+    """The (out_w, block_w) float32 W-interpolation matrix on ``device``, zero beyond column
+    ``in_w``. Built and copied once per shape and device."""
+    weights = device_bilinear_weights(out_w, in_w, align_corners, device, torch.float32)
+    return F.pad(weights, (0, block_w - in_w)).contiguous()
