@@ -90,10 +90,13 @@ def test_inference_and_unstackable_labels_take_mmsegs_path():
     items[1]['data_samples'].gt_sem_seg = PixelData(data=torch.zeros(1, 12, 16, dtype=torch.long))
     assert 'gt_sem_seg' not in stack_seg_collate(copy.deepcopy(items))
     assert_same(*run_both(items, training=True, size=(16, 16)))
-    # images of different channel counts: pseudo_collate's lists
+    # images of different channel counts, or not tensors: pseudo_collate's lists
     items = make_batch([(8, 8)] * 2)
     items[1]['inputs'] = items[1]['inputs'][:1]
-    assert isinstance(stack_seg_collate(items)['inputs'], list)
+    assert isinstance(stack_seg_collate(copy.deepcopy(items))['inputs'], list)
+    items[1]['inputs'] = items[0]['inputs'].numpy()
+    batch = stack_seg_collate(items)
+    assert isinstance(batch['inputs'], list) and 'gt_sem_seg' not in batch
 
 
 def test_preprocessor_takes_pseudo_collate_batches_too():

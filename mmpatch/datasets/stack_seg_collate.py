@@ -26,8 +26,9 @@ def stack_seg_collate(data_batch: Sequence[dict]) -> dict:
     """
     batch = pseudo_collate(data_batch)
     inputs, samples = batch['inputs'], batch.get('data_samples')
-    if len({(img.ndim, img.shape[0], img.dtype) for img in inputs}) != 1 or inputs[0].ndim != 3:
-        return batch
+    if not all(torch.is_tensor(img) and img.ndim == 3 for img in inputs) or \
+            len({(img.shape[0], img.dtype) for img in inputs}) != 1:
+        return batch  # as pseudo_collate
     shapes = [tuple(img.shape[-2:]) for img in inputs]
     batch['inputs'] = _stack_top_left(inputs, shapes)
     batch['img_shapes'] = shapes
@@ -35,7 +36,7 @@ def stack_seg_collate(data_batch: Sequence[dict]) -> dict:
                        for s, hw in zip(samples, shapes)):
         seg = _stack_top_left([s.gt_sem_seg.data for s in samples], shapes)
         dtype = seg.dtype
-        if not dtype.is_floating_point and 0 <= seg.min() and seg.max() <= 255:
+        if not dtype.is_floating_point and seg.numel() and 0 <= seg.min() and seg.max() <= 255:
             seg = seg.to(torch.uint8)
         for sample in samples:
             del sample.gt_sem_seg
