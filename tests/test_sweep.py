@@ -130,3 +130,26 @@ def test_unfinished_cells_are_named_under_the_table(finished_sweep, tmp_path):
     line = 'No result yet, not in the table: vit_t_p4_linear.'
     assert line in proc.stdout and line in open(osp.join(work_dir, 'results.md')).read()
     assert 'No result yet' not in report.markdown_table([], unfinished=())
+
+
+def test_a_sweep_cut_short_leaves_the_table_of_its_finished_cells(finished_sweep, tmp_path,
+                                                                   monkeypatch):
+    import runpy
+
+    from mmpatch.sweep import cells
+    done_dir = finished_sweep[0]
+
+    def fake_run_cell(cell, **kwargs):  # the first cell finishes (its real files), the next fails
+        if cell.name == 'vit_t_p8_linear':
+            shutil.copytree(osp.join(done_dir, cell.name), cell.work_dir, dirs_exist_ok=True)
+        else:
+            raise RuntimeError('killed')
+    monkeypatch.setattr(cells, 'run_cell', fake_run_cell)
+    main = runpy.run_path(osp.join(REPO, 'tools', 'sweep.py'))['main']
+    with pytest.raises(SystemExit, match='vit_t_p8_upernet failed: killed'):
+        main([*CELLS, '--work-dir', str(tmp_path), '--no-baseline'])
+    with open(tmp_path / 'results.csv') as f:
+        assert [r['config'] for r in csv.DictReader(f)] == ['vit_t_p8_linear']
+    table = (tmp_path / 'results.md').read_text()
+    assert 'No result yet, not in the table: vit_t_p8_upernet.' in table
+    assert osp.getsize(tmp_path / 'results.png') > 1000

@@ -11,7 +11,9 @@ p in {8, 4, 2, 1}, linear head and UperNet, on CPU (~10 min on 2 cores).
     python tools/sweep.py --collect-only --work-dir work_dirs/sweep_toy
 
 Finished cells (``done.json`` in their work dir) are skipped, so a sweep that
-was stopped resumes; a half-trained cell resumes from its last checkpoint.
+was stopped resumes; a half-trained cell resumes from its last checkpoint. The table and
+the plot are rewritten after every finished cell, so a sweep cut short leaves the table of
+the cells it finished (the rest named under it).
 """
 import argparse
 import os
@@ -81,6 +83,7 @@ def main(argv=None):
         from mmpatch.datasets.toy_scenes import ensure_toy_seg
         ensure_toy_seg()
 
+    write = ReportWriter(cells, work_dir, args)
     if not args.collect_only:
         todo = [c for c in cells if not c.is_done()]
         print(f'sweep: {len(cells)} cells, {len(cells) - len(todo)} already done, work dir {work_dir}')
@@ -98,22 +101,43 @@ def main(argv=None):
             eta = (time.time() - t0) / i * (len(todo) - i)
             print(f'[{i}/{len(todo)}] {cell.name}: mIoU {mIoU:.2f} in {time.time() - t:.0f} s '
                   f'(eta {eta:.0f} s)', flush=True)
+            if i < len(todo):
+                write()  # a sweep cut after this cell still leaves its table
 
-    rows = report.collect(cells, gpus=args.gpus, cfg_options=args.cfg_options)
-    if not rows:
+    table = write()
+    if table is None:
         sys.exit(f'sweep: no finished cell in {work_dir}')
-    baseline = None
-    if not args.no_baseline:
-        baseline = baseline_from(cells[0].config, args.cfg_options)
-    csv_path, md_path, png_path = (osp.join(work_dir, f'results.{ext}') for ext in ('csv', 'md', 'png'))
-    report.write_csv(rows, csv_path)
-    unfinished = [c.name for c in cells if not c.is_done()]
-    table = report.markdown_table(rows, baseline, unfinished)
-    with open(md_path, 'w') as f:
-        f.write(table + '\n')
-    report.plot(rows, png_path)
     print('\n' + table)
-    print(f'\nresults: {csv_path}\ntable:   {md_path}\nplot:    {png_path}')
+    print('\nresults: ' + '\ntable:   '.join(write.paths[:2]) + f'\nplot:    {write.paths[2]}')
+
+
+class ReportWriter:
+    """Writes results.{csv,md,png} of the finished cells; the model sizes (FLOPs on 'meta')
+    and the majority-class baseline are computed once per sweep, not per call."""
+
+    def __init__(self, cells, work_dir, args):
+        self.cells, self.args = cells, args
+        self.paths = [osp.join(work_dir, f'results.{ext}') for ext in ('csv', 'md', 'png')]
+        self.sizes = {}
+        self.baseline = None
+
+    def __call__(self):
+        """The Markdown table written, or None when no cell has finished."""
+        args = self.args
+        rows = report.collect(self.cells, gpus=args.gpus, cfg_options=args.cfg_options,
+                              sizes=self.sizes)
+        if not rows:
+            return None
+        if self.baseline is None and not args.no_baseline:
+            self.baseline = baseline_from(self.cells[0].config, args.cfg_options)
+        csv_path, md_path, png_path = self.paths
+        report.write_csv(rows, csv_path)
+        unfinished = [c.name for c in self.cells if not c.is_done()]
+        table = report.markdown_table(rows, self.baseline, unfinished)
+        with open(md_path, 'w') as f:
+            f.write(table + '\n')
+        report.plot(rows, png_path)
+        return table
 
 
 def baseline_from(config, cfg_options=()):

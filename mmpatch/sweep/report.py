@@ -105,8 +105,10 @@ def load_config(path, cfg_options=()):
     return cfg
 
 
-def collect(cells, gpus=1, cfg_options=()):
-    """One dict per finished cell."""
+def collect(cells, gpus=1, cfg_options=(), sizes=None):
+    """One dict per finished cell. ``sizes``: a dict caching each config's (params M, GFLOPs)
+    between calls."""
+    sizes = {} if sizes is None else sizes
     rows = []
     for cell in cells:
         if not cell.is_done():
@@ -116,7 +118,9 @@ def collect(cells, gpus=1, cfg_options=()):
         metrics = read_test_metrics(cell.work_dir)
         sec_per_iter, peak_mb = read_train_scalars(cell.work_dir)
         crop = tuple(cfg.get('crop_size', (512, 512)))
-        params, gflops = measure_model(cfg, crop)
+        if cell.config not in sizes:
+            sizes[cell.config] = measure_model(cfg, crop)
+        params, gflops = sizes[cell.config]
         batch = cfg.train_dataloader.batch_size * gpus
         rows.append(dict(
             config=cell.name, backbone=backbone, patch_size=p, head=head,

@@ -14,8 +14,9 @@
 #   source .device-kit/setup.sh && PATCH_SIZES="8 4" bash tools/analysis/device_toy_sweep.sh adventurer_s
 # PATCH_SIZES picks a part of the grid (default 8 4 2 1).
 # Writes $OUT/{results.csv,results.md,results.png,sweep_logs.tar.gz} after every finished cell
-# (a call cut by the device's time limit still returns the cells done); to merge two calls, unpack
-# both tars into one folder here and run tools/sweep.py --collect-only on it.
+# (tools/sweep.py rewrites its table after each cell; a call cut by the device's time limit still
+# returns the cells done); to merge two calls, unpack both tars into one folder here and run
+# tools/sweep.py --collect-only on it.
 # Do not run cells side by side on one GPU: without MPS the processes time-slice the GPU;
 # with 6 streams on one H200 (2026-11-22) ViT-S took 0.25 s per iteration at p4 and 0.6 s at p1
 # (batch 16), and only 2 of the 16 cells finished in 400 s.
@@ -29,7 +30,6 @@ mkdir -p "$W"
 GRID=(--config-dir configs/toy_gpu --backbones $BACKBONES --patch-sizes ${PATCH_SIZES:-8 4 2 1}
       --heads linear upernet --work-dir "$W" --no-train-val)
 save() {  # the finished cells' table, plot and logs into $OUT (a cut call still returns them)
-  python3 tools/sweep.py "${GRID[@]}" --collect-only "$@" > "$W/collect.txt" 2>&1
   cp "$W"/results.{csv,md,png} "$OUT"/ 2>/dev/null
   tar czf "$OUT/sweep_logs.tar.gz" -C "$W" --exclude='*.pth' .
 }
@@ -37,7 +37,6 @@ timeout "${SWEEP_LIMIT_S:-480}" python3 tools/sweep.py "${GRID[@]}" 2>&1 \
     | grep --line-buffered -v -e "warn" -e "pkg_resources" -e "_bootstrap" \
     | while IFS= read -r line; do  # save after every finished cell
         echo "$line" | tee -a "$W/sweep.txt"
-        [[ $line == *": mIoU "* ]] && save --no-baseline  # a cell's "[i/n] name: mIoU x" line
+        [[ $line == *": training + testing ..."* ]] && save  # the table of the cells before it
       done
 save
-tail -20 "$W/collect.txt"
