@@ -49,6 +49,9 @@ def test_report_reads_what_the_tools_wrote(finished_sweep):
     table = open(osp.join(work_dir, 'results.md')).read()
     assert '| 8 |' in table and 'majority class' in table
     assert 'results.png' in stdout
+    # a cell's log lines go to its sweep.log, also after the table was written between cells
+    assert 'training from the start' not in stdout
+    assert 'training from the start' in open(osp.join(work_dir, 'vit_t_p8_upernet', 'sweep.log')).read()
 
 
 def test_finished_cells_are_skipped(finished_sweep, toy_seg_root):

@@ -21,7 +21,7 @@ import os.path as osp
 import sys
 import time
 
-from mmpatch.sweep.cells import make_cells, run_cell
+from mmpatch.sweep.cells import make_cells, new_mmengine_instances_dropped, run_cell
 from mmpatch.sweep import report
 
 TOY_DEFAULT = dict(config_dir='configs/toy', backbones=['vit_t'], patch_sizes=[8, 4, 2, 1],
@@ -124,12 +124,13 @@ class ReportWriter:
     def __call__(self):
         """The Markdown table written, or None when no cell has finished."""
         args = self.args
-        rows = report.collect(self.cells, gpus=args.gpus, cfg_options=args.cfg_options,
-                              sizes=self.sizes)
-        if not rows:
-            return None
-        if self.baseline is None and not args.no_baseline:
-            self.baseline = baseline_from(self.cells[0].config, args.cfg_options)
+        with new_mmengine_instances_dropped():  # the scope and logger of building the models
+            rows = report.collect(self.cells, gpus=args.gpus, cfg_options=args.cfg_options,
+                                  sizes=self.sizes)
+            if not rows:
+                return None
+            if self.baseline is None and not args.no_baseline:
+                self.baseline = baseline_from(self.cells[0].config, args.cfg_options)
         csv_path, md_path, png_path = self.paths
         report.write_csv(rows, csv_path)
         unfinished = [c.name for c in self.cells if not c.is_done()]

@@ -75,8 +75,7 @@ def _run_in_process(script, args, log_path):
     from mmpatch.engine import cli
     main = dict(zip(('train.py', 'test.py'), (cli.train_main, cli.test_main)))[script]
     cwd = os.getcwd()
-    before = {cls: set(cls._instance_dict) for cls in _manager_classes()}
-    with open(log_path, 'a') as log:
+    with new_mmengine_instances_dropped(), open(log_path, 'a') as log:
         try:
             os.chdir(REPO)  # as the subprocess (relative config and data paths)
             with contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
@@ -94,11 +93,22 @@ def _run_in_process(script, args, log_path):
                     raise RuntimeError(f'{script} failed: {detail}; see {log_path}') from None
         finally:
             os.chdir(cwd)
-            _drop_new_instances(before)
             gc.collect()
             import torch
             if torch.cuda.is_available():
                 torch.cuda.empty_cache()
+
+
+@contextlib.contextmanager
+def new_mmengine_instances_dropped():
+    """On exit, forget the mmengine global instances created inside (``_drop_new_instances``):
+    a logger made outside a cell would otherwise print the next cell's early log lines to the
+    console instead of its sweep.log, and a default scope would outlive its user."""
+    before = {cls: set(cls._instance_dict) for cls in _manager_classes()}
+    try:
+        yield
+    finally:
+        _drop_new_instances(before)
 
 
 def _manager_classes():
