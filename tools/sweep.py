@@ -108,7 +108,8 @@ def main(argv=None):
     if table is None:
         sys.exit(f'sweep: no finished cell in {work_dir}')
     print('\n' + table)
-    print('\nresults: ' + '\ntable:   '.join(write.paths[:2]) + f'\nplot:    {write.paths[2]}')
+    csv_path, md_path, png_path = write.paths
+    print(f'\nresults: {csv_path}\ntable:   {md_path}\nplot:    {png_path}')
 
 
 class ReportWriter:
