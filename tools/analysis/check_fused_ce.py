@@ -54,7 +54,7 @@ def head_loss(cfg, fast_loss):
 def agreement(device, cfg):
     """Max differences of the fused path from mmseg's, both in float32."""
     logits, samples = make_inputs(cfg, device, torch.float32)
-    if not fused_ce_supported(logits, cfg['label_hw']):
+    if not fused_ce_supported(logits):
         raise RuntimeError(f'the fused path does not apply on {device} (CPU: TRITON_INTERPRET=1)')
     out = {}
     for name in ('mmseg', 'fused'):

@@ -46,7 +46,7 @@ case $1 in
     timeout 400 python3 tools/analysis/bench_seg_iteration.py --profile --end-to-end-workers 4 8 \
       --out "$OUT" 2>&1 \
       | tee "$OUT/log.txt" | grep -v -e ' - mmengine - INFO - ' -e '^decode_head\.' -e '^backbone\.'
-    # the device returns at most 8 files: the three profiles travel as one
+    # the device returns at most 8 files: the profiles travel as one
     tar czf "$OUT/seg_iteration_profiles.tar.gz" -C "$OUT" $(cd "$OUT" && ls seg_iteration_profile*.txt) \
       && rm "$OUT"/seg_iteration_profile*.txt
     exit

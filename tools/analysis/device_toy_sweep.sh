@@ -7,8 +7,10 @@
 # 8 ViT-S cells in 445 s (41-80 s each; 20-49 s of each is its 400 iterations), Adventurer-S
 # 85-128 s per cell and 170 / 217 s for the first cell of a call (p8 / p1; the extra is likely
 # Triton compiling mamba_ssm's kernels); a call spent 60-115 s outside its cells (~22 s of it
-# the kit's setup). Validation during training cost 4-14 s per cell (50 images at 0.08-0.27 s). So Adventurer-S takes two or three calls: PATCH_SIZES="8 4", then "2 1" (or "2"
-# and "1"). The sweep's limit (SWEEP_LIMIT_S, default 480 s) leaves the call time for the kit
+# the kit's setup; a collecting process after each cell, since removed, was part of the rest).
+# Validation during training cost 4-14 s per cell (50 images at 0.08-0.27 s). On 2026-12-02 the
+# two Adventurer-S p2 cells took one 402 s call (187 s and 98 s). So Adventurer-S takes two or
+# three calls: PATCH_SIZES="8 4", then "2 1" (or "2" and "1"). The sweep's limit (SWEEP_LIMIT_S, default 480 s) leaves the call time for the kit
 # and the save:
 #   source .device-kit/setup.sh && bash tools/analysis/device_toy_sweep.sh vit_s
 #   source .device-kit/setup.sh && PATCH_SIZES="8 4" bash tools/analysis/device_toy_sweep.sh adventurer_s

@@ -24,9 +24,13 @@ class StackedSegDataPreProcessor(SegDataPreProcessor):
         shapes = data.pop('img_shapes', None)
         if torch.is_tensor(inputs) and shapes is None:  # e.g. default_collate: one size
             shapes = [tuple(inputs.shape[-2:])] * len(inputs)
-        seg = self._restore_gt_sem_seg(data, shapes)
-        if not (training and torch.is_tensor(inputs) and samples is not None
-                and all(set(s.keys()) & {'gt_edge_map', 'gt_depth_map'} == set() for s in samples)):
+        stacked = data.pop('gt_sem_seg', None)
+        seg = None if stacked is None else stacked['data'].to(stacked['dtype'])
+        if not (training and torch.is_tensor(inputs) and samples is not None and not any(
+                key in s for s in samples for key in ('gt_edge_map', 'gt_depth_map'))):
+            if seg is not None:  # each label map back into its sample, cut to its image's size
+                for sample, seg_map, (h, w) in zip(samples, seg, shapes):
+                    sample.gt_sem_seg = PixelData(data=seg_map[:, :h, :w])
             if torch.is_tensor(inputs):
                 data['inputs'] = [img[:, :h, :w] for img, (h, w) in zip(inputs, shapes)]
             return super().forward(data, training)
@@ -53,16 +57,6 @@ class StackedSegDataPreProcessor(SegDataPreProcessor):
         if self.batch_augments is not None:
             inputs, samples = self.batch_augments(inputs, samples)
         return dict(inputs=inputs, data_samples=samples)
-
-    def _restore_gt_sem_seg(self, data, shapes):
-        """The stacked label maps back into the samples, cut to their size; the stack or None."""
-        stacked = data.pop('gt_sem_seg', None)
-        if stacked is None:
-            return None
-        seg = stacked['data'].to(stacked['dtype'])
-        for sample, seg_map, (h, w) in zip(data['data_samples'], seg, shapes):
-            sample.gt_sem_seg = PixelData(data=seg_map[:, :h, :w])
-        return seg
 
     def _padded_size(self, hw):
         """mmseg's ``stack_batch`` rule: ``size``, or the batch's largest size rounded up to

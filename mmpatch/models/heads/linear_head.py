@@ -93,7 +93,7 @@ class LinearHead(BaseDecodeHead):
         (ce,) = losses
         if not (isinstance(ce, CrossEntropyLoss) and not ce.use_sigmoid and not ce.use_mask
                 and ce.class_weight is None and ce.reduction == 'mean'
-                and fused_ce_supported(seg_logits, seg_label.shape[-2:], self.align_corners)):
+                and fused_ce_supported(seg_logits)):
             return None
         loss, acc = upsample_cross_entropy(seg_logits, seg_label.squeeze(1), self.align_corners,
                                            self.ignore_index, ce.avg_non_ignore)

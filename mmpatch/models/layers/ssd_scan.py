@@ -121,4 +121,3 @@ def ssd_chunked(x, dt, A, B, C, D=None, chunk_size=64):
             y = y + x * D.to(dtype).reshape(g, r, 1)
         y = y.reshape(b, c * q, h, p)[:, :l]
     return y.to(out_dtype)
-

@@ -12,9 +12,8 @@ import torch
 from torch import Tensor
 
 
-def bilinear_source(out_size: int, in_size: int, align_corners: bool):
-    """For each output index: the two source indices ``(lo, hi)`` and the weight ``frac`` of ``hi``
-    (``lo`` gets ``1 - frac``), float64, PyTorch's convention.
+def bilinear_weights(out_size: int, in_size: int, align_corners: bool) -> Tensor:
+    """The (out_size, in_size) float64 matrix of 1-D bilinear interpolation, PyTorch's convention.
 
     Source coordinate of output index ``i``: ``i * (in - 1) / (out - 1)`` with
     ``align_corners``, else ``(i + 0.5) * in / out - 0.5`` clamped at 0 (as ATen's
@@ -27,12 +26,7 @@ def bilinear_source(out_size: int, in_size: int, align_corners: bool):
         src = ((i + 0.5) * (in_size / out_size) - 0.5).clamp(min=0)
     lo = src.floor().long().clamp(max=in_size - 1)
     hi = (lo + 1).clamp(max=in_size - 1)
-    return lo, hi, src - lo
-
-
-def bilinear_weights(out_size: int, in_size: int, align_corners: bool) -> Tensor:
-    """The (out_size, in_size) float64 matrix of 1-D bilinear interpolation (``bilinear_source``)."""
-    lo, hi, frac = bilinear_source(out_size, in_size, align_corners)
+    frac = src - lo
     weights = torch.zeros(out_size, in_size, dtype=torch.float64)
     rows = torch.arange(out_size)
     weights.index_put_((rows, lo), 1 - frac, accumulate=True)

@@ -33,11 +33,10 @@ def interpreter_on():
     return os.environ.get('TRITON_INTERPRET') == '1'
 
 
-def fused_ce_supported(logits: Tensor, label_hw=None, align_corners: bool = False) -> bool:
+def fused_ce_supported(logits: Tensor) -> bool:
     """Whether ``upsample_cross_entropy`` runs for these logits on this device: CUDA (or the
     Triton interpreter on CPU), and a (classes, width) tile of at most MAX_TILE elements, e.g.
-    150 classes at width 32 (ViT p16 at 512 px); ``label_hw`` and ``align_corners`` do not
-    matter (kept for the callers' signature)."""
+    150 classes at width 32 (ViT p16 at 512 px), whatever the label size."""
     if not (logits.is_cuda or (logits.device.type == 'cpu' and interpreter_on())):
         return False
     return _tile_elements(logits.shape[1], logits.shape[-1]) <= MAX_TILE
