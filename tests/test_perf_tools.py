@@ -200,10 +200,16 @@ def test_benchmark_cpu_smoke(tmp_path):
 
 
 def test_seg_iteration_cpu_smoke(tmp_path, monkeypatch):
+    from mmpatch.models.data_preprocessors import StackedSegDataPreProcessor
     monkeypatch.delenv('TRITON_INTERPRET', raising=False)  # fused row: the matmul path on CPU
+    batches_seen = []  # by the stacked preprocessor: only its rows' stacked batches
+    real_forward = StackedSegDataPreProcessor.forward
+    monkeypatch.setattr(StackedSegDataPreProcessor, 'forward', lambda self, data, training=False: (
+        batches_seen.append(torch.is_tensor(data['inputs'])) or real_forward(self, data, training)))
     rows = load_tool('tools/analysis/bench_seg_iteration.py')['main'](
         ['--device', 'cpu', '--tiny', '--profile', '--end-to-end-workers', '1', '--out',
          str(tmp_path)])
+    assert batches_seen and all(batches_seen)
     assert [r['what'] for r in rows] == ['loader', 'backbone', 'segmentor', 'segmentor_mmseg_loss',
                                         'segmentor_fused_loss', 'segmentor_batch_on_gpu',
                                         'segmentor_one_group', 'segmentor_stacked', 'end_to_end',

@@ -188,11 +188,9 @@ def backbone_step(backbone, batch, crop, device, optimizer_cfg):
     return step
 
 
-def segmentor_step(model, optim_wrapper, next_batch, fast_loss=True, preprocessor=None):
-    """``model.train_step`` with the head's ``fast_loss`` and the data preprocessor as given
-    (default: the one the model was built with)."""
-    preprocessor = preprocessor or model.data_preprocessor
-
+def segmentor_step(model, optim_wrapper, next_batch, preprocessor, fast_loss=True):
+    """``model.train_step`` with this data preprocessor and the head's ``fast_loss`` (both set
+    on the model at each step: the rows share one model)."""
     def step():
         model.decode_head.fast_loss = fast_loss
         model.data_preprocessor = preprocessor
@@ -211,10 +209,10 @@ def loader_iter(dataset, batch, workers, device, collate_fn=pseudo_collate, shar
         torch.multiprocessing.set_sharing_strategy(before)
 
 
-def end_to_end_seconds(model, optim_wrapper, it, workers, device, cfg, preprocessor=None):
+def end_to_end_seconds(model, optim_wrapper, it, workers, device, cfg, preprocessor):
     """Median ``train_step`` on fresh batches from ``it`` (a loader of ``workers`` workers,
     shut down on return); the warm-up covers the workers' start (one batch each)."""
-    step = segmentor_step(model, optim_wrapper, lambda: next(it), preprocessor=preprocessor)
+    step = segmentor_step(model, optim_wrapper, lambda: next(it), preprocessor)
     return median_step_seconds(step, max(cfg['warmup'], workers), cfg['steps'], device)
 
 
@@ -333,20 +331,22 @@ def main(argv=None):
 
     fixed = next(iter(loader))
     del loader  # its workers stop: each end-to-end row starts its own
-    on_device = model.data_preprocessor.cast_data(copy.deepcopy(fixed))
+    plain = model.data_preprocessor  # mmseg's SegDataPreProcessor, as built
+    on_device = plain.cast_data(copy.deepcopy(fixed))
     one_group = build_optim_wrapper(model, one_group_optim_cfg(optim_cfg))
     stacked = MODELS.build(dict(model_cfg['data_preprocessor'],
                                 type='StackedSegDataPreProcessor')).to(device)
     fixed_stacked = stacked_batch(fixed, pin=cuda)
     steps = dict(
         backbone=backbone_step(model.backbone, batch, crop, device, optim_cfg.optimizer),
-        segmentor=segmentor_step(model, optim_wrapper, lambda: fixed),
-        segmentor_mmseg_loss=segmentor_step(model, optim_wrapper, lambda: fixed, fast_loss=False),
-        segmentor_fused_loss=segmentor_step(model, optim_wrapper, lambda: fixed, fast_loss='fused'),
-        segmentor_batch_on_gpu=segmentor_step(model, optim_wrapper, lambda: on_device),
-        segmentor_one_group=segmentor_step(model, one_group, lambda: fixed),
-        segmentor_stacked=segmentor_step(model, optim_wrapper, lambda: fixed_stacked,
-                                         preprocessor=stacked))
+        segmentor=segmentor_step(model, optim_wrapper, lambda: fixed, plain),
+        segmentor_mmseg_loss=segmentor_step(model, optim_wrapper, lambda: fixed, plain,
+                                            fast_loss=False),
+        segmentor_fused_loss=segmentor_step(model, optim_wrapper, lambda: fixed, plain,
+                                            fast_loss='fused'),
+        segmentor_batch_on_gpu=segmentor_step(model, optim_wrapper, lambda: on_device, plain),
+        segmentor_one_group=segmentor_step(model, one_group, lambda: fixed, plain),
+        segmentor_stacked=segmentor_step(model, optim_wrapper, lambda: fixed_stacked, stacked))
 
     def add_row(what, seconds, **extra):
         rows.append(dict(what=what, ms_per_iter=seconds * 1e3, images_per_s=batch / seconds,
@@ -364,10 +364,10 @@ def main(argv=None):
             del steps[what]  # not profiled
             continue
         add_row(what, seconds)
-    end_to_end_rows = [('end_to_end', workers, {}, None),
+    end_to_end_rows = [('end_to_end', workers, {}, plain),
                        ('end_to_end_stacked', workers, dict(collate_fn=stack_seg_collate), stacked),
-                       ('end_to_end_file_system', workers, dict(sharing='file_system'), None)] + [
-        (f'end_to_end_w{n}', n, {}, None) for n in args.end_to_end_workers]
+                       ('end_to_end_file_system', workers, dict(sharing='file_system'), plain)] + [
+        (f'end_to_end_w{n}', n, {}, plain) for n in args.end_to_end_workers]
     for what, n, loader_args, preprocessor in end_to_end_rows:
         it = loader_iter(dataset, batch, n, device, **loader_args)
         add_row(what, end_to_end_seconds(model, optim_wrapper, it, n, device, cfg, preprocessor),
@@ -391,14 +391,13 @@ def main(argv=None):
         f.write(text + '\n')
     print(text)
     if args.profile:
-        live = dict(end_to_end=(loader_iter(dataset, batch, workers, device), None),
+        live = dict(end_to_end=(loader_iter(dataset, batch, workers, device), plain),
                     end_to_end_stacked=(loader_iter(dataset, batch, workers, device,
                                                     collate_fn=stack_seg_collate), stacked))
         for what, (it, preprocessor) in live.items():
             for _ in range(workers):  # the workers' start is not profiled
                 next(it)
-            steps[what] = segmentor_step(model, optim_wrapper, lambda it=it: next(it),
-                                         preprocessor=preprocessor)
+            steps[what] = segmentor_step(model, optim_wrapper, lambda it=it: next(it), preprocessor)
         for what, suffix in (('segmentor', ''), ('segmentor_mmseg_loss', '_mmseg_loss'),
                              ('segmentor_fused_loss', '_fused_loss'),
                              ('end_to_end', '_end_to_end'),
