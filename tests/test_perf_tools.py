@@ -207,15 +207,25 @@ def test_seg_iteration_cpu_smoke(tmp_path, monkeypatch):
     monkeypatch.setattr(StackedSegDataPreProcessor, 'forward', lambda self, data, training=False: (
         batches_seen.append(torch.is_tensor(data['inputs'])) or real_forward(self, data, training)))
     rows = load_tool('tools/analysis/bench_seg_iteration.py')['main'](
-        ['--device', 'cpu', '--tiny', '--profile', '--end-to-end-workers', '1', '--out',
-         str(tmp_path)])
+        ['--device', 'cpu', '--tiny', '--profile', '--timeline', '--end-to-end-workers', '1',
+         '--out', str(tmp_path)])
     assert batches_seen and all(batches_seen)
     assert [r['what'] for r in rows] == ['loader', 'backbone', 'segmentor', 'segmentor_mmseg_loss',
                                         'segmentor_fused_loss', 'segmentor_batch_on_gpu',
-                                        'segmentor_one_group', 'segmentor_stacked', 'end_to_end',
-                                        'end_to_end_stacked', 'end_to_end_file_system',
+                                        'segmentor_one_group', 'segmentor_stacked',
+                                        'segmentor_stacked_fused', 'segmentor_stacked_no_sync',
+                                        'end_to_end', 'end_to_end_stacked',
+                                        'end_to_end_stacked_fused', 'end_to_end_file_system',
                                         'end_to_end_w1']
-    assert [r['workers'] for r in rows[-4:]] == [0, 0, 0, 1]
+    assert [r['workers'] for r in rows[-5:]] == [0, 0, 0, 0, 1]
+    timeline = (tmp_path / 'seg_iteration_timeline.md').read_text()
+    for what, phases in (('backbone', ('forward', 'backward', 'optimizer')),
+                         ('segmentor_stacked_fused', ('preprocess', 'forward_and_loss',
+                                                      'parse_losses', 'backward', 'optimizer',
+                                                      'loss_read'))):
+        lines = [line.split('|')[2].strip() for line in timeline.splitlines()
+                 if line.startswith(f'| {what} |')]
+        assert lines == list(phases) + ['total'], lines
     assert all(r['images_per_s'] > 0 for r in rows)
     assert (tmp_path / 'seg_iteration.csv').stat().st_size > 0
     profile = (tmp_path / 'seg_iteration_profile.txt').read_text()
@@ -231,6 +241,7 @@ def test_seg_iteration_cpu_smoke(tmp_path, monkeypatch):
     assert '5 end_to_end_stacked steps' in python
     stacked = (tmp_path / 'seg_iteration_profile_end_to_end_stacked.txt').read_text()
     assert '3 end_to_end_stacked steps' in stacked
+    assert '3 backbone steps' in (tmp_path / 'seg_iteration_profile_backbone.txt').read_text()
 
 
 def test_seg_iteration_broken_loss_path_costs_only_its_row(tmp_path, monkeypatch):
@@ -243,22 +254,26 @@ def test_seg_iteration_broken_loss_path_costs_only_its_row(tmp_path, monkeypatch
         return real(self, *args)
     monkeypatch.setattr(LinearHead, '_fused_loss', broken)
     rows = load_tool('tools/analysis/bench_seg_iteration.py')['main'](
-        ['--device', 'cpu', '--tiny', '--profile', '--out', str(tmp_path)])
+        ['--device', 'cpu', '--tiny', '--profile', '--timeline', '--out', str(tmp_path)])
     by_what = {r['what']: r for r in rows}
-    assert by_what['segmentor_fused_loss']['status'] == 'error: RuntimeError: kernel failed to compile'
-    assert 'ms_per_iter' not in by_what['segmentor_fused_loss']
+    for what in ('segmentor_fused_loss', 'segmentor_stacked_fused', 'end_to_end_stacked_fused'):
+        assert by_what[what]['status'] == 'error: RuntimeError: kernel failed to compile'
+        assert 'ms_per_iter' not in by_what[what]
+    assert 'segmentor_stacked_fused' not in (tmp_path / 'seg_iteration_timeline.md').read_text()
     assert by_what['end_to_end']['ms_per_iter'] > 0 and by_what['segmentor']['ms_per_iter'] > 0
     assert not (tmp_path / 'seg_iteration_profile_fused_loss.txt').exists()
     assert 'kernel failed to compile' in (tmp_path / 'seg_iteration.md').read_text()
 
 
 def test_check_fused_ce_cpu_smoke(tmp_path):
-    # CPU: Triton's interpreter (conftest). The kernel agrees with mmseg's path; all three timed
+    # CPU: Triton's interpreter (conftest). Both fused rows agree with mmseg's path; all timed
     device = 'cuda' if torch.cuda.is_available() else 'cpu'
     rows, check = load_tool('tools/analysis/check_fused_ce.py')['main'](
         ['--device', device, '--tiny', '--out', str(tmp_path)])
-    assert [r['path'] for r in rows] == ['mmseg', 'matmul', 'fused'] and rows[0]['vs_mmseg'] == 1
-    assert check['loss_rel_err'] < 1e-5 and check['acc_abs_err'] == 0
-    assert check['grad_max_abs_err'] < 1e-4 * check['grad_max_abs']
-    assert 'fused' in (tmp_path / 'fused_ce.md').read_text()
+    assert [r['path'] for r in rows] == ['mmseg', 'matmul', 'fused_ieee', 'fused_tf32']
+    assert rows[0]['vs_mmseg'] == 1
+    for name, tolerance in (('fused_ieee', 1e-5), ('fused_tf32', 1e-3)):
+        assert check[name]['loss_rel_err'] < tolerance and check[name]['acc_abs_err'] == 0
+        assert check[name]['grad_max_abs_err'] < 10 * tolerance * check[name]['grad_max_abs']
+    assert 'fused_tf32' in (tmp_path / 'fused_ce.md').read_text()
     assert 'loss_rel_err' in rows[2] and 'loss_rel_err' not in rows[0]  # measured for fused only

@@ -10,7 +10,8 @@ from mmseg.models.losses import CrossEntropyLoss
 
 from mmpatch.models.heads.linear_head import LinearHead
 from mmpatch.models.utils.pixel_accuracy import pixel_accuracy
-from mmpatch.models.utils.upsample_cross_entropy import fused_ce_supported, upsample_cross_entropy
+from mmpatch.models.utils.upsample_cross_entropy import (dot_precision, fused_ce_supported,
+                                                         upsample_cross_entropy)
 
 pytest.importorskip('triton')
 DEVICE = 'cuda' if torch.cuda.is_available() else 'cpu'  # CPU: Triton's interpreter (conftest)
@@ -81,6 +82,15 @@ def test_bad_inputs_name_the_problem():
         upsample_cross_entropy(torch.randn(1, 3, 8, 8), torch.zeros(2, 16, 16, dtype=torch.long))
     with pytest.raises(ValueError, match="fast_loss must be True, False or 'fused'"):
         LinearHead(in_channels=8, num_classes=5, fast_loss='triton')
+    with pytest.raises(ValueError, match="precision must be None, 'ieee' or 'tf32', got 'bf16'"):
+        upsample_cross_entropy(torch.randn(1, 3, 4, 4), torch.zeros(1, 8, 8, dtype=torch.long),
+                               precision='bf16')
+
+
+def test_tensor_cores_only_for_16_bit_logits():
+    # tf32 keeps every bf16 / fp16 logit exactly; fp32 logits keep full-precision products
+    assert dot_precision(torch.bfloat16) == dot_precision(torch.float16) == 'tf32'
+    assert dot_precision(torch.float32) == 'ieee'
 
 
 def test_not_supported_on_cpu_without_the_interpreter(monkeypatch):
@@ -98,11 +108,13 @@ from triton.backends.compiler import GPUTarget
 from triton.compiler import ASTSource
 from mmpatch.models.utils.upsample_ce_kernel import upsample_ce_kernel
 from mmpatch.models.utils.upsample_cross_entropy import BLOCK_X, NUM_WARPS
+PRECISION = {precision!r}
 signature = dict(rows_ptr='*fp32', label_ptr='*i64', wx_ptr='*fp32', grad_rows_ptr='*fp32',
                  loss_ptr='*fp32', correct_ptr='*i32', C='i32', H='i32', W='i32', w='i32',
-                 ignore_index='i32', BLOCK_C='constexpr', BLOCK_W='constexpr', BLOCK_X='constexpr')
+                 ignore_index='i32', BLOCK_C='constexpr', BLOCK_W='constexpr', BLOCK_X='constexpr',
+                 DOT_PRECISION='constexpr')
 src = ASTSource(fn=upsample_ce_kernel, signature=signature,  # 150 classes, ViT p16 at 512 px
-                constexprs=dict(BLOCK_C=256, BLOCK_W=32, BLOCK_X=BLOCK_X))
+                constexprs=dict(BLOCK_C=256, BLOCK_W=32, BLOCK_X=BLOCK_X, DOT_PRECISION=PRECISION))
 compiled = triton.compile(src, target=GPUTarget('cuda', 90, 32), options=dict(num_warps=NUM_WARPS))
 ptx = os.path.join(tempfile.mkdtemp(), 'k.ptx')
 open(ptx, 'w').write(compiled.asm['ptx'])
@@ -114,12 +126,13 @@ print(info)
 """
 
 
-def test_kernel_compiles_for_hopper(tmp_path):
+@pytest.mark.parametrize('precision', ('ieee', 'tf32'))
+def test_kernel_compiles_for_hopper(tmp_path, precision):
     # the interpreter runs what the GPU compiler may reject: compile to cubins (no GPU needed),
     # in a process without the interpreter and with an empty cache
     env = {k: v for k, v in os.environ.items() if k != 'TRITON_INTERPRET'}
     env['TRITON_CACHE_DIR'] = str(tmp_path)
-    proc = subprocess.run([sys.executable, '-c', COMPILE], env=env, capture_output=True, text=True,
+    proc = subprocess.run([sys.executable, '-c', COMPILE.format(precision=precision)], env=env, capture_output=True, text=True,
                           timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     cubin_bytes, ptxas_info = proc.stdout.split('\n', 1)

@@ -29,6 +29,11 @@ Measures, for one segmentor (default: PatchViT-B p16, compiled blocks, + LinearH
   ``stack_seg_collate`` and ``StackedSegDataPreProcessor`` (the batch as two tensors, uint8
   labels, one normalisation and pad per batch) instead of ``pseudo_collate`` and mmseg's
   ``SegDataPreProcessor``;
+- ``segmentor_stacked_fused`` / ``end_to_end_stacked_fused``: the stacked rows with
+  ``LinearHead(fast_loss='fused')`` (the kernel's products on tensor cores for bf16 logits);
+- ``segmentor_stacked_no_sync``: ``segmentor_stacked`` reading each iteration's loss only after
+  the next iteration is launched (the host one iteration ahead, as without mmengine's per-iteration
+  read): how much of the step is the GPU waiting for the host after each read;
 - ``end_to_end_file_system``: ``end_to_end`` with PyTorch's 'file_system' sharing strategy in
   the workers (a diagnosis: no file-descriptor round trip per tensor, at the cost of the leak
   risk PyTorch documents; not what the configs use).
@@ -47,12 +52,16 @@ the ops with the most self GPU time and with the most self CPU time (where the g
 backbone goes), and
 ``seg_iteration_profile_python.txt``: cProfile of the ``segmentor`` and ``end_to_end`` steps
 (plain and stacked), the Python functions with the most time (which host code keeps the GPU
-waiting).
+waiting); and ``seg_iteration_profile{_backbone,_stacked_fused}.txt``.
+``--timeline`` adds ``seg_iteration_timeline.md``: for the backbone step and the stacked
+segmentor steps, each phase's host time (issuing it) against its GPU time (CUDA events at the
+same points), medians: a phase whose GPU time is about its host time kept the GPU waiting.
 """
 import argparse
 import copy
 import os
 import time
+import statistics
 import traceback
 
 import cv2
@@ -174,29 +183,84 @@ def schedule_optim_cfg(cuda):
 
 
 def backbone_step(backbone, batch, crop, device, optimizer_cfg):
-    """Autocast forward, backward of a scalar, and the schedule's AdamW (same settings)."""
+    """Autocast forward, backward of a scalar, and the schedule's AdamW (same settings);
+    ``step(mark)`` marks its phases (``phase_timeline``)."""
     images = torch.randn(batch, 3, crop, crop, device=device)
     kwargs = {k: v for k, v in optimizer_cfg.items() if k != 'type'}
     optimizer = torch.optim.AdamW(backbone.parameters(), **kwargs)
 
-    def step():
+    def step(mark=lambda phase: None):
         optimizer.zero_grad(set_to_none=True)
         with torch.autocast(device.type, dtype=torch.bfloat16):
             out = backbone(images)[-1]
+        mark('forward')
         out.float().mean().backward()
+        mark('backward')
         optimizer.step()
+        mark('optimizer')
     return step
 
 
-def segmentor_step(model, optim_wrapper, next_batch, preprocessor, fast_loss=True):
+def segmentor_step(model, optim_wrapper, next_batch, preprocessor, fast_loss=True, sync=True):
     """``model.train_step`` with this data preprocessor and the head's ``fast_loss`` (both set
-    on the model at each step: the rows share one model)."""
+    on the model at each step: the rows share one model). The loss is read back at the end of
+    the step (``sync``), as mmengine's RuntimeInfoHook does every iteration, or one step later."""
+    unread = []
+
     def step():
         model.decode_head.fast_loss = fast_loss
         model.data_preprocessor = preprocessor
         log_vars = model.train_step(next_batch(), optim_wrapper)
-        log_vars['loss'].item()  # mmengine's RuntimeInfoHook reads the losses every iteration
+        unread.append(log_vars['loss'])
+        while len(unread) > (0 if sync else 1):
+            unread.pop(0).item()
     return step
+
+
+def train_step_phases(model, optim_wrapper, data, mark):
+    """``BaseModel.train_step`` + the loss read, with ``mark(phase)`` after each phase."""
+    with optim_wrapper.optim_context(model):
+        data = model.data_preprocessor(data, True)
+        mark('preprocess')
+        losses = model._run_forward(data, mode='loss')
+        mark('forward_and_loss')
+    loss, log_vars = model.parse_losses(losses)
+    mark('parse_losses')
+    optim_wrapper.backward(optim_wrapper.scale_loss(loss))
+    mark('backward')
+    optim_wrapper.step()
+    optim_wrapper.zero_grad()
+    mark('optimizer')
+    log_vars['loss'].item()
+    mark('loss_read')
+
+
+def phase_timeline(run_phases, warmup, steps, device):
+    """Median host and GPU ms of each phase ``run_phases(mark)`` marks, over ``steps`` steps."""
+    for _ in range(warmup):
+        run_phases(lambda phase: None)
+    records = []
+    for _ in range(steps):
+        marks = []
+
+        def mark(phase):
+            event = torch.cuda.Event(enable_timing=True) if device.type == 'cuda' else None
+            if event is not None:
+                event.record()
+            marks.append((phase, time.perf_counter(), event))
+        mark('start')
+        run_phases(mark)
+        records.append(marks)
+    if device.type == 'cuda':
+        torch.cuda.synchronize()
+    rows = []
+    for i, (phase, _, _) in enumerate(records[0][1:], 1):
+        host = [(r[i][1] - r[i - 1][1]) * 1e3 for r in records]
+        gpu = [r[i - 1][2].elapsed_time(r[i][2]) if r[i][2] is not None else float('nan')
+               for r in records]
+        rows.append(dict(phase=phase, host_ms=statistics.median(host),
+                         gpu_ms=statistics.median(gpu)))
+    return rows
 
 
 def loader_iter(dataset, batch, workers, device, collate_fn=pseudo_collate, sharing=None):
@@ -209,10 +273,10 @@ def loader_iter(dataset, batch, workers, device, collate_fn=pseudo_collate, shar
         torch.multiprocessing.set_sharing_strategy(before)
 
 
-def end_to_end_seconds(model, optim_wrapper, it, workers, device, cfg, preprocessor):
+def end_to_end_seconds(model, optim_wrapper, it, workers, device, cfg, preprocessor, fast_loss):
     """Median ``train_step`` on fresh batches from ``it`` (a loader of ``workers`` workers,
     shut down on return); the warm-up covers the workers' start (one batch each)."""
-    step = segmentor_step(model, optim_wrapper, lambda: next(it), preprocessor)
+    step = segmentor_step(model, optim_wrapper, lambda: next(it), preprocessor, fast_loss)
     return median_step_seconds(step, max(cfg['warmup'], workers), cfg['steps'], device)
 
 
@@ -297,6 +361,9 @@ def parse_args(argv=None):
     parser.add_argument('--profile', action='store_true',
                         help='also profile 3 segmentor steps: top ops by self time in '
                              'seg_iteration_profile.txt')
+    parser.add_argument('--timeline', action='store_true',
+                        help='also time each phase of the backbone and stacked segmentor steps, '
+                             'host against GPU, in seg_iteration_timeline.md')
     parser.add_argument('--out', default=os.environ.get('OUT') or 'work_dirs/seg_iteration')
     return parser.parse_args(argv)
 
@@ -346,32 +413,42 @@ def main(argv=None):
                                             fast_loss='fused'),
         segmentor_batch_on_gpu=segmentor_step(model, optim_wrapper, lambda: on_device, plain),
         segmentor_one_group=segmentor_step(model, one_group, lambda: fixed, plain),
-        segmentor_stacked=segmentor_step(model, optim_wrapper, lambda: fixed_stacked, stacked))
+        segmentor_stacked=segmentor_step(model, optim_wrapper, lambda: fixed_stacked, stacked),
+        segmentor_stacked_fused=segmentor_step(model, optim_wrapper, lambda: fixed_stacked,
+                                               stacked, fast_loss='fused'),
+        segmentor_stacked_no_sync=segmentor_step(model, optim_wrapper, lambda: fixed_stacked,
+                                                 stacked, sync=False))
 
-    def add_row(what, seconds, **extra):
-        rows.append(dict(what=what, ms_per_iter=seconds * 1e3, images_per_s=batch / seconds,
-                         **extra))
-        print(rows[-1], flush=True)
-    for what, step in list(steps.items()):
+    def add_row(what, time_it, **extra):
+        """A row of ``time_it()`` seconds; False (and an error row) where it raised."""
         try:
-            seconds = median_step_seconds(step, cfg['warmup'], cfg['steps'], device)
+            seconds = time_it()
         except Exception as err:  # noqa: BLE001  (recorded in the row and printed in full)
             if what == 'backbone':
                 raise
             traceback.print_exc()  # one broken loss path must not cost the other rows of a run
             rows.append(dict(what=what, status=f'error: {type(err).__name__}: '
-                                               f'{str(err).splitlines()[0][:150]}'))
+                                               f'{str(err).splitlines()[0][:150]}', **extra))
+            return False
+        rows.append(dict(what=what, ms_per_iter=seconds * 1e3, images_per_s=batch / seconds,
+                         **extra))
+        print(rows[-1], flush=True)
+        return True
+    for what, step in list(steps.items()):
+        if not add_row(what, lambda: median_step_seconds(step, cfg['warmup'], cfg['steps'],
+                                                         device)):
             del steps[what]  # not profiled
-            continue
-        add_row(what, seconds)
-    end_to_end_rows = [('end_to_end', workers, {}, plain),
-                       ('end_to_end_stacked', workers, dict(collate_fn=stack_seg_collate), stacked),
-                       ('end_to_end_file_system', workers, dict(sharing='file_system'), plain)] + [
-        (f'end_to_end_w{n}', n, {}, plain) for n in args.end_to_end_workers]
-    for what, n, loader_args, preprocessor in end_to_end_rows:
+    stacking = dict(collate_fn=stack_seg_collate)
+    end_to_end_rows = [('end_to_end', workers, {}, plain, True),
+                       ('end_to_end_stacked', workers, stacking, stacked, True),
+                       ('end_to_end_stacked_fused', workers, stacking, stacked, 'fused'),
+                       ('end_to_end_file_system', workers, dict(sharing='file_system'), plain,
+                        True)] + [
+        (f'end_to_end_w{n}', n, {}, plain, True) for n in args.end_to_end_workers]
+    for what, n, loader_args, preprocessor, fast_loss in end_to_end_rows:
         it = loader_iter(dataset, batch, n, device, **loader_args)
-        add_row(what, end_to_end_seconds(model, optim_wrapper, it, n, device, cfg, preprocessor),
-                workers=n)
+        add_row(what, lambda: end_to_end_seconds(model, optim_wrapper, it, n, device, cfg,
+                                                 preprocessor, fast_loss), workers=n)
         del it
     reference = rows[1]['ms_per_iter']
     for row in rows[1:]:
@@ -398,8 +475,10 @@ def main(argv=None):
             for _ in range(workers):  # the workers' start is not profiled
                 next(it)
             steps[what] = segmentor_step(model, optim_wrapper, lambda it=it: next(it), preprocessor)
-        for what, suffix in (('segmentor', ''), ('segmentor_mmseg_loss', '_mmseg_loss'),
+        for what, suffix in (('backbone', '_backbone'), ('segmentor', ''),
+                             ('segmentor_mmseg_loss', '_mmseg_loss'),
                              ('segmentor_fused_loss', '_fused_loss'),
+                             ('segmentor_stacked_fused', '_stacked_fused'),
                              ('end_to_end', '_end_to_end'),
                              ('end_to_end_stacked', '_end_to_end_stacked')):
             if what not in steps:
@@ -410,7 +489,37 @@ def main(argv=None):
                                                          'end_to_end_stacked')],
                        os.path.join(args.out, 'seg_iteration_profile_python.txt'))
         del live
+    if args.timeline:
+        timed = dict(backbone=steps['backbone'], segmentor_stacked=segmentor_phases(
+            model, optim_wrapper, fixed_stacked, stacked, True))
+        if 'segmentor_stacked_fused' in steps:  # not where its row failed
+            timed['segmentor_stacked_fused'] = segmentor_phases(model, optim_wrapper,
+                                                                fixed_stacked, stacked, 'fused')
+        write_timeline(os.path.join(args.out, 'seg_iteration_timeline.md'), timed, cfg, device)
     return rows
+
+
+def segmentor_phases(model, optim_wrapper, batch, preprocessor, fast_loss):
+    """``run_phases(mark)`` for ``phase_timeline``: one ``train_step`` on ``batch``."""
+    def run_phases(mark):
+        model.decode_head.fast_loss = fast_loss
+        model.data_preprocessor = preprocessor
+        train_step_phases(model, optim_wrapper, batch, mark)
+    return run_phases
+
+
+def write_timeline(path, named_phases, cfg, device):
+    """``phase_timeline`` of each step, with a total line each, as one Markdown table."""
+    rows = []
+    for what, run_phases in named_phases.items():
+        phases = phase_timeline(run_phases, cfg['warmup'], cfg['steps'], device)
+        rows += [dict(what=what, **row) for row in phases]
+        rows.append(dict(what=what, phase='total', host_ms=sum(r['host_ms'] for r in phases),
+                         gpu_ms=sum(r['gpu_ms'] for r in phases)))
+    text = markdown_table(rows, ['what', 'phase', 'host_ms', 'gpu_ms'])
+    with open(path, 'w') as f:
+        f.write(text + '\n')
+    print(text)
 
 
 if __name__ == '__main__':

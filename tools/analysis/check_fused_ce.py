@@ -3,9 +3,11 @@
 ``LinearHead.loss_by_feat`` on ADE20K-sized logits (batch 16, 150 classes, 32 x 32, i.e. p16 on
 512 x 512 crops), with each ``fast_loss``: ``False`` (mmseg's path: ``F.interpolate``,
 ``CrossEntropyLoss``, top-k ``accuracy``), ``True`` (``resize_bilinear_matmul``, the same loss,
-``pixel_accuracy``) and ``'fused'`` (``upsample_cross_entropy``):
-- agreement of the fused path with mmseg's in float32 (loss, gradient, accuracy);
-- forward + backward time (median of CUDA events) of the three on the same bf16 logits.
+``pixel_accuracy``) and ``'fused'`` (``upsample_cross_entropy``, whose kernel products run in
+fp32, ``fused_ieee``, or on tensor cores, ``fused_tf32``; the head picks tf32 for bf16 logits):
+- agreement of each fused row with mmseg's path on the same float32 logits (loss, gradient,
+  accuracy);
+- forward + backward time (median of CUDA events) of every row on the same bf16 logits.
 Writes ``fused_ce.{csv,md}``.
 
 GPU machine (device kit, repo root):
@@ -23,12 +25,12 @@ from mmengine.structures import PixelData
 from mmseg.structures import SegDataSample
 
 from mmpatch.models.heads.linear_head import LinearHead
-from mmpatch.models.utils.upsample_cross_entropy import fused_ce_supported
+from mmpatch.models.utils.upsample_cross_entropy import fused_ce_supported, upsample_cross_entropy
 from mmpatch.utils.benchmark import markdown_table, median_step_seconds, write_csv
 
 FULL = dict(batch=16, classes=150, logits_hw=(32, 32), label_hw=(512, 512), warmup=5, steps=30)
 TINY = dict(batch=2, classes=7, logits_hw=(4, 4), label_hw=(32, 32), warmup=1, steps=2)
-PATHS = dict(mmseg=False, matmul=True, fused='fused')  # row name -> LinearHead's fast_loss
+PATHS = dict(mmseg=False, matmul=True, fused_ieee='ieee', fused_tf32='tf32')  # row -> fast_loss
 
 
 def make_inputs(cfg, device, dtype):
@@ -41,31 +43,39 @@ def make_inputs(cfg, device, dtype):
     return logits.to(device, dtype).requires_grad_(), samples
 
 
-def head_loss(cfg, fast_loss):
-    """fn(logits, samples) -> (loss, accuracy) of a LinearHead with this ``fast_loss``."""
-    head = LinearHead(in_channels=8, num_classes=cfg['classes'], fast_loss=fast_loss)
+def head_loss(cfg, path):
+    """fn(logits, samples) -> (loss, accuracy) of a LinearHead with this ``fast_loss``; for
+    'ieee' / 'tf32' the head's fused loss call with that kernel precision."""
+    fused = path in ('ieee', 'tf32')
+    head = LinearHead(in_channels=8, num_classes=cfg['classes'],
+                      fast_loss='fused' if fused else path)
 
     def loss(logits, samples):
+        if fused:  # as LinearHead._fused_loss, with the precision named
+            label = head._stack_batch_gt(samples).squeeze(1)
+            return upsample_cross_entropy(logits, label, head.align_corners, head.ignore_index,
+                                          precision=path)
         out = head.loss_by_feat(logits, samples)
         return out['loss_ce'], out['acc_seg']
     return loss
 
 
 def agreement(device, cfg):
-    """Max differences of the fused path from mmseg's, both in float32."""
+    """Max differences of each fused row from mmseg's path, all on the same float32 logits."""
     logits, samples = make_inputs(cfg, device, torch.float32)
     if not fused_ce_supported(logits):
         raise RuntimeError(f'the fused path does not apply on {device} (CPU: TRITON_INTERPRET=1)')
     out = {}
-    for name in ('mmseg', 'fused'):
+    for name in ('mmseg', 'fused_ieee', 'fused_tf32'):
         loss, acc = head_loss(cfg, PATHS[name])(logits, samples)
         (grad,) = torch.autograd.grad(loss, logits)
         out[name] = (loss.detach(), acc.reshape(()), grad)
-    (ref_loss, ref_acc, ref_grad), (loss, acc, grad) = out['mmseg'], out['fused']
-    return dict(loss_rel_err=float((loss - ref_loss).abs() / ref_loss.abs()),
-                grad_max_abs_err=float((grad - ref_grad).abs().max()),
-                grad_max_abs=float(ref_grad.abs().max()),
-                acc_abs_err=float((acc - ref_acc).abs()))
+    ref_loss, ref_acc, ref_grad = out.pop('mmseg')
+    return {name: dict(loss_rel_err=float((loss - ref_loss).abs() / ref_loss.abs()),
+                       grad_max_abs_err=float((grad - ref_grad).abs().max()),
+                       grad_max_abs=float(ref_grad.abs().max()),
+                       acc_abs_err=float((acc - ref_acc).abs()))
+            for name, (loss, acc, grad) in out.items()}
 
 
 def timings(device, cfg):
@@ -101,8 +111,7 @@ def main(argv=None):
     for row in rows:
         row.update(shape=shape, device=torch.cuda.get_device_name(device)
                    if device.type == 'cuda' else 'cpu')
-        if row['path'] == 'fused':  # the agreement measured: fused against mmseg's path
-            row.update(check)
+        row.update(check.get(row['path'], {}))  # fused rows: their agreement with mmseg's path
     os.makedirs(args.out, exist_ok=True)
     write_csv(os.path.join(args.out, 'fused_ce.csv'), rows)
     text = markdown_table(rows, ['path', 'ms', 'vs_mmseg', 'loss_rel_err', 'grad_max_abs_err',

@@ -10,9 +10,9 @@
 #   seg:               check_fused_ce.py (the fused resize + cross-entropy kernel against the
 #                      other loss paths), then the mmseg training iteration alone (ViT-B p16,
 #                      batch 16): backbone step, segmentor with mmpatch's matmul, fused and
-#                      mmseg's loss paths, end to end with the
-#                      loader (14, 4 and 8 workers), profiles (2026-12-02, commit a7ac39b:
-#                      170 s of a call including the kit's setup; rows added since).
+#                      mmseg's loss paths, end to end with the loader, profiles, the phase
+#                      timeline (2026-12-02, commit a7ac39b: 170 s of a call including the
+#                      kit's setup; rows added since).
 # Device call (carry .device-kit; the tree travels without .git, so name the commit):
 #   source .device-kit/setup.sh && export PYTHONPATH=$PYTHONPATH:. && \
 #     MMPATCH_COMMIT=<sha> bash tools/analysis/device_benchmark.sh round1
@@ -43,7 +43,7 @@ case $1 in
     ;;
   seg)
     timeout 120 python3 tools/analysis/check_fused_ce.py --out "$OUT" 2>&1 | tee "$OUT/fused_ce_log.txt"
-    timeout 400 python3 tools/analysis/bench_seg_iteration.py --profile --end-to-end-workers 4 8 \
+    timeout 400 python3 tools/analysis/bench_seg_iteration.py --profile --timeline \
       --out "$OUT" 2>&1 \
       | tee "$OUT/log.txt" | grep -v -e ' - mmengine - INFO - ' -e '^decode_head\.' -e '^backbone\.'
     # the device returns at most 8 files: the profiles travel as one

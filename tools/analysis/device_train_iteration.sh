@@ -1,10 +1,14 @@
 #!/bin/bash
 # The mmseg training iteration through tools/train.py and a real config (Runner, hooks, logging,
-# the config's loader and data preprocessor) on one GPU, with the ADE20K configs' batches
-# (stack_seg_collate + StackedSegDataPreProcessor) and with mmseg's (pseudo_collate +
-# SegDataPreProcessor), one run after the other; median s/iter from mmengine's scalars.json.
-#   source .device-kit/setup.sh && bash tools/analysis/device_train_iteration.sh \
-#       [CONFIG [BATCH [ITERS [WORKERS]]]]
+# the config's loader and data preprocessor) on one GPU, one run per variant, one after the
+# other; median s/iter from mmengine's scalars.json (logged every 10 iterations, each a mean over
+# the last 10; the first two records left out). Variants (VARIANTS, default "stacked mmseg"):
+#   stacked:        the config as it is (stack_seg_collate + StackedSegDataPreProcessor);
+#   mmseg:          mmseg's batches (pseudo_collate + SegDataPreProcessor);
+#   compiled:       stacked, with torch.compile'd backbone blocks (compile_blocks=True);
+#   compiled_fused: compiled, with the fused resize + cross-entropy loss (fast_loss='fused').
+#   source .device-kit/setup.sh && VARIANTS="stacked compiled" \
+#       bash tools/analysis/device_train_iteration.sh [CONFIG [BATCH [ITERS [WORKERS]]]]
 # Data: an ADE20K-layout toy set, 512 x 512, 150 classes (tools/data/make_toy.py), under /tmp.
 # Writes $OUT/train_iteration_{stacked,mmseg}.{log,json}.
 set -o pipefail
@@ -22,15 +26,20 @@ for split in train val test; do  # tools/train.py checks every split's folder
 done
 COMMON+=("train_dataloader.batch_size=$BATCH" "train_dataloader.num_workers=$WORKERS"
         "train_cfg.max_iters=$ITERS" "train_cfg.val_begin=$((ITERS + 1))"
-        "default_hooks.checkpoint.interval=$((ITERS + 1))" "default_hooks.logger.interval=1")
-for variant in stacked mmseg; do
-  EXTRA=()
-  [ $variant = mmseg ] && EXTRA=("train_dataloader.collate_fn.type=pseudo_collate"
-                                 "model.data_preprocessor.type=SegDataPreProcessor")
+        "default_hooks.checkpoint.interval=$((ITERS + 1))" "default_hooks.logger.interval=10")
+for variant in ${VARIANTS:-stacked mmseg}; do
+  case $variant in
+    stacked) EXTRA=() ;;
+    mmseg) EXTRA=("train_dataloader.collate_fn.type=pseudo_collate"
+                  "model.data_preprocessor.type=SegDataPreProcessor") ;;
+    compiled) EXTRA=("model.backbone.compile_blocks=True") ;;
+    compiled_fused) EXTRA=("model.backbone.compile_blocks=True" "model.decode_head.fast_loss=fused") ;;
+    *) echo "unknown variant '$variant': stacked, mmseg, compiled or compiled_fused"; exit 2 ;;
+  esac
   python3 tools/train.py "$CONFIG" --work-dir "/tmp/train_iteration_$variant" \
       --cfg-options "${COMMON[@]}" "${EXTRA[@]}" 2>&1 | grep -v "warn" \
       > "$OUT/train_iteration_$variant.log"
   grep -E "Iter\(train\)" "$OUT/train_iteration_$variant.log" | tail -2
   python3 tools/analysis/summarize_run.py "/tmp/train_iteration_$variant" --gpus 1 \
-      --batch-per-gpu "$BATCH" --skip-first 10 | tee "$OUT/train_iteration_$variant.json"
+      --batch-per-gpu "$BATCH" --skip-first 2 | tee "$OUT/train_iteration_$variant.json"
 done

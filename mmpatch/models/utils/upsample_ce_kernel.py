@@ -6,7 +6,8 @@ logits as one product with the W-interpolation weights ``wx`` (W, w), takes the 
 argmax and the loss's gradient (softmax - one-hot at labelled pixels), and accumulates the
 gradient's product with ``wx`` into a (C, w) tile: the row's gradient w.r.t. ``rows``, stored
 once at the end (no atomics: no other program touches the row). Writes the row's loss sum and
-correct-pixel count.
+correct-pixel count. ``DOT_PRECISION``: Triton's ``input_precision`` of both products
+('ieee': fp32 FMAs; 'tf32': tensor cores, inputs rounded to 10 mantissa bits).
 """
 import triton
 import triton.language as tl
@@ -15,7 +16,8 @@ import triton.language as tl
 @triton.jit
 def upsample_ce_kernel(rows_ptr, label_ptr, wx_ptr, grad_rows_ptr, loss_ptr, correct_ptr,
                        C, H, W, w, ignore_index,
-                       BLOCK_C: tl.constexpr, BLOCK_W: tl.constexpr, BLOCK_X: tl.constexpr):
+                       BLOCK_C: tl.constexpr, BLOCK_W: tl.constexpr, BLOCK_X: tl.constexpr,
+                       DOT_PRECISION: tl.constexpr):
     row = tl.program_id(0)  # n * H + y
     cs = tl.arange(0, BLOCK_C)
     in_c = cs < C
@@ -31,7 +33,7 @@ def upsample_ce_kernel(rows_ptr, label_ptr, wx_ptr, grad_rows_ptr, loss_ptr, cor
         in_x = xs < W
         # wx is (W, BLOCK_W), zero beyond column w
         wx = tl.load(wx_ptr + xs[:, None] * BLOCK_W + ks[None, :], mask=in_x[:, None], other=0.0)
-        z = tl.dot(source, tl.trans(wx), input_precision='ieee')  # (BLOCK_C, BLOCK_X)
+        z = tl.dot(source, tl.trans(wx), input_precision=DOT_PRECISION)  # (BLOCK_C, BLOCK_X)
         z = tl.where(in_c[:, None], z, float('-inf'))
         z_max = tl.max(z, axis=0)
         e = tl.exp(z - z_max[None, :])
@@ -44,7 +46,7 @@ def upsample_ce_kernel(rows_ptr, label_ptr, wx_ptr, grad_rows_ptr, loss_ptr, cor
         correct_sum += (valid & (tl.argmax(z, axis=0) == label)).to(tl.int32)
         grad = e / e_sum[None, :] - is_label.to(tl.float32)
         grad = tl.where(valid[None, :] & in_c[:, None], grad, 0.0)
-        grad_source += tl.dot(grad, wx, input_precision='ieee')  # (BLOCK_C, BLOCK_W)
+        grad_source += tl.dot(grad, wx, input_precision=DOT_PRECISION)  # (BLOCK_C, BLOCK_W)
     tl.store(grad_rows_ptr + offsets, grad_source, mask=tile)
     tl.store(loss_ptr + row, tl.sum(loss_sum, axis=0))
     tl.store(correct_ptr + row, tl.sum(correct_sum, axis=0))

@@ -11,7 +11,10 @@ the last op of the graph, so its gradient is computed in the forward.
 
 The value is mmseg's ``CrossEntropyLoss`` (softmax, ``reduction='mean'``, no class weights) of
 ``F.interpolate(logits, label.shape[-2:], mode='bilinear')``, and the accuracy is
-``pixel_accuracy``'s, all in float32.
+``pixel_accuracy``'s, accumulated in float32. The kernel's two products run in full fp32 for
+fp32 logits and on tensor cores (tf32) for bf16 / fp16 logits (``dot_precision``): a tf32
+input keeps 10 mantissa bits, more than the 7 of the bf16 logits that the unfused path resizes
+and feeds to the loss under autocast.
 """
 import os
 from functools import lru_cache
@@ -42,13 +45,25 @@ def fused_ce_supported(logits: Tensor) -> bool:
     return _tile_elements(logits.shape[1], logits.shape[-1]) <= MAX_TILE
 
 
+def dot_precision(dtype: torch.dtype) -> str:
+    """The kernel's product precision for logits of ``dtype``: 'tf32' for 16-bit floats (bf16
+    values are exact in tf32; the rounding of their interpolation is finer than the bf16 one
+    of the unfused path), 'ieee' (full fp32) otherwise."""
+    return 'tf32' if dtype in (torch.bfloat16, torch.float16) else 'ieee'
+
+
 def upsample_cross_entropy(logits: Tensor, label: Tensor, align_corners: bool = False,
-                           ignore_index: int = 255, avg_non_ignore: bool = False):
+                           ignore_index: int = 255, avg_non_ignore: bool = False,
+                           precision: str = None):
     """(loss, accuracy %) of (N, C, h, w) ``logits`` bilinearly resized to (N, H, W) ``label``.
 
     ``loss`` is differentiable w.r.t. ``logits``; ``avg_non_ignore`` as in mmseg's
-    ``CrossEntropyLoss`` (mean over labelled pixels instead of all pixels).
+    ``CrossEntropyLoss`` (mean over labelled pixels instead of all pixels); ``precision``: the
+    kernel's 'ieee' or 'tf32' products, ``None`` for ``dot_precision(logits.dtype)``.
     """
+    if precision not in (None, 'ieee', 'tf32'):
+        raise ValueError(f"upsample_cross_entropy precision must be None, 'ieee' or 'tf32', "
+                         f"got {precision!r}")
     if logits.dim() != 4 or label.dim() != 3 or logits.shape[0] != label.shape[0]:
         raise ValueError(f'upsample_cross_entropy takes (N, C, h, w) logits and (N, H, W) labels, '
                          f'got {tuple(logits.shape)} and {tuple(label.shape)}')
@@ -57,13 +72,14 @@ def upsample_cross_entropy(logits: Tensor, label: Tensor, align_corners: bool = 
         raise ValueError(f'upsample_cross_entropy holds a (classes, logit width) tile per image '
                          f'row, padded to powers of 2: {logits.shape[1]} classes x width '
                          f'{logits.shape[-1]} -> {tile} elements, at most {MAX_TILE}')
-    return _UpsampleCrossEntropy.apply(logits, label, align_corners, ignore_index, avg_non_ignore)
+    return _UpsampleCrossEntropy.apply(logits, label, align_corners, ignore_index, avg_non_ignore,
+                                       precision or dot_precision(logits.dtype))
 
 
 class _UpsampleCrossEntropy(torch.autograd.Function):
 
     @staticmethod
-    def forward(ctx, logits, label, align_corners, ignore_index, avg_non_ignore):
+    def forward(ctx, logits, label, align_corners, ignore_index, avg_non_ignore, precision):
         from .upsample_ce_kernel import upsample_ce_kernel
         n, c, h, w = logits.shape
         H, W = label.shape[-2:]
@@ -79,7 +95,7 @@ class _UpsampleCrossEntropy(torch.autograd.Function):
             upsample_ce_kernel[(n * H,)](
                 rows, label.contiguous(), wx, grad_rows, loss_sums, correct, c, H, W, w,
                 ignore_index, BLOCK_C=_block(c), BLOCK_W=block_w, BLOCK_X=BLOCK_X,
-                num_warps=NUM_WARPS)
+                DOT_PRECISION=precision, num_warps=NUM_WARPS)
             labelled = (label != ignore_index).sum()
             # mmseg's weight_reduce_loss: sum / (avg_factor + eps)
             divisor = (labelled if avg_non_ignore else label.numel()) + torch.finfo(torch.float32).eps
@@ -93,7 +109,7 @@ class _UpsampleCrossEntropy(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_loss, grad_accuracy):
         (grad,) = ctx.saved_tensors
-        return grad * grad_loss.to(grad.dtype), None, None, None, None
+        return grad * grad_loss.to(grad.dtype), None, None, None, None, None
 
 
 def _block(size):
