@@ -1,6 +1,7 @@
 """FLOP counter vs analytic formulas, SDPA kernel choice, PatchViT speed flags, benchmark smoke tests."""
 import math
 import runpy
+import types
 from pathlib import Path
 
 import pytest
@@ -175,6 +176,20 @@ def test_compile_blocks_runs_eagerly_on_cpu(monkeypatch):
     out = model(x)[0]
     model.compile_blocks = False
     torch.testing.assert_close(model(x)[0], out)
+
+
+def test_compile_blocks_takes_a_compile_mode(monkeypatch):
+    modes = []
+    monkeypatch.setattr(patch_vit_module, 'compiled_block_call', lambda mode: modes.append(mode))
+    on_gpu = types.SimpleNamespace(is_cuda=True)  # the choice only reads x.is_cuda
+    for flag in (True, 'reduce-overhead'):
+        PatchViT(arch=VIT, patch_size=8, img_size=32, compile_blocks=flag).train()._block_call(on_gpu)
+    assert modes == ['default', 'reduce-overhead']
+    with pytest.raises(ValueError, match="compile_blocks must be True, False or a torch.compile "
+                                         "mode of .*'reduce-overhead'.*, got 'fast'"):
+        PatchViT(arch=VIT, patch_size=8, img_size=32, compile_blocks='fast')
+    with pytest.raises(ValueError, match="'reduce-overhead' .* not supported with with_cp"):
+        PatchViT(arch=VIT, patch_size=8, img_size=32, compile_blocks='reduce-overhead', with_cp=True)
 
 
 # ------------------------------------------------------------------ tools

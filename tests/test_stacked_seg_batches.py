@@ -59,6 +59,18 @@ def test_training_batch_same_as_mmseg(cfg):
     assert ours['data_samples'][0].gt_sem_seg.data.dtype == torch.int64
 
 
+def test_each_batch_is_cast_once_without_blocking(monkeypatch):
+    moved = []
+    real_to = SegDataSample.to
+    monkeypatch.setattr(SegDataSample, 'to', lambda self, *a, **k: moved.append(k) or
+                        real_to(self, *a, **k))
+    for training in (True, False):  # the fast path and mmseg's
+        StackedSegDataPreProcessor(**NORM, size=(20, 20))(
+            stack_seg_collate(make_batch([(20, 20)] * 3)), training)
+    assert moved == [dict(non_blocking=True)] * 6
+    assert not StackedSegDataPreProcessor(**NORM, non_blocking=False)._non_blocking
+
+
 def test_collate_stacks_images_and_narrows_labels():
     batch = stack_seg_collate(make_batch([(8, 12)] * 4))
     assert batch['inputs'].shape == (4, 3, 8, 12)

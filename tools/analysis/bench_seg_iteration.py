@@ -75,6 +75,7 @@ from mmengine.registry import init_default_scope
 from torch.utils.data import DataLoader, Dataset
 
 from mmpatch.datasets import stack_seg_collate
+from mmpatch.models.backbones.patch_vit import COMPILE_MODES
 from mmpatch.utils.benchmark import markdown_table, median_step_seconds, write_csv
 
 DATASET_CFG = 'configs/_base_/datasets/ade20k.py'
@@ -358,6 +359,10 @@ def parse_args(argv=None):
                         help='also time end_to_end with each of these worker counts')
     parser.add_argument('--batch', type=int, default=None)
     parser.add_argument('--no-compile', action='store_true', help='eager backbone blocks')
+    parser.add_argument('--compile-mode', default='default', choices=COMPILE_MODES,
+                        help="torch.compile mode of the blocks ('reduce-overhead': CUDA graphs)")
+    parser.add_argument('--rows', nargs='*', metavar='WHAT',
+                        help='time only these rows (the backbone row always runs: the reference)')
     parser.add_argument('--profile', action='store_true',
                         help='also profile 3 segmentor steps: top ops by self time in '
                              'seg_iteration_profile.txt')
@@ -382,7 +387,7 @@ def main(argv=None):
     from mmseg.registry import MODELS
     torch.manual_seed(0)
     model_cfg = segmentor_cfg(cfg['arch'], cfg['patch_size'], cfg['crop'],
-                              compile_blocks=cuda and not args.no_compile)
+                              compile_blocks=cuda and not args.no_compile and args.compile_mode)
     model = MODELS.build(model_cfg)
     model.init_weights()
     model.to(device).train()
@@ -434,7 +439,12 @@ def main(argv=None):
                          **extra))
         print(rows[-1], flush=True)
         return True
+    def wanted(what):
+        return what == 'backbone' or args.rows is None or what in args.rows
     for what, step in list(steps.items()):
+        if not wanted(what):
+            del steps[what]
+            continue
         if not add_row(what, lambda: median_step_seconds(step, cfg['warmup'], cfg['steps'],
                                                          device)):
             del steps[what]  # not profiled
@@ -446,6 +456,8 @@ def main(argv=None):
                         True)] + [
         (f'end_to_end_w{n}', n, {}, plain, True) for n in args.end_to_end_workers]
     for what, n, loader_args, preprocessor, fast_loss in end_to_end_rows:
+        if not wanted(what):
+            continue
         it = loader_iter(dataset, batch, n, device, **loader_args)
         add_row(what, lambda: end_to_end_seconds(model, optim_wrapper, it, n, device, cfg,
                                                  preprocessor, fast_loss), workers=n)
@@ -456,7 +468,8 @@ def main(argv=None):
     rows[0]['time_vs_backbone'] = None
     meta = dict(device=torch.cuda.get_device_name(device) if cuda else 'cpu', batch=batch,
                 crop=crop, patch_size=cfg['patch_size'], workers=workers,
-                compile_blocks=cuda and not args.no_compile, steps=cfg['steps'])
+                compile_blocks=cuda and not args.no_compile and args.compile_mode,
+                steps=cfg['steps'])
     for row in rows:
         row.update({k: v for k, v in meta.items() if k not in row})
     os.makedirs(args.out, exist_ok=True)
@@ -486,13 +499,13 @@ def main(argv=None):
             print(profile_steps(steps[what], device, name=what, path=os.path.join(
                 args.out, f'seg_iteration_profile{suffix}.txt')))
         python_profile([(what, steps[what]) for what in ('segmentor', 'end_to_end',
-                                                         'end_to_end_stacked')],
+                                                         'end_to_end_stacked') if what in steps],
                        os.path.join(args.out, 'seg_iteration_profile_python.txt'))
         del live
     if args.timeline:
         timed = dict(backbone=steps['backbone'], segmentor_stacked=segmentor_phases(
             model, optim_wrapper, fixed_stacked, stacked, True))
-        if 'segmentor_stacked_fused' in steps:  # not where its row failed
+        if 'segmentor_stacked_fused' in steps:  # not where its row failed or was left out
             timed['segmentor_stacked_fused'] = segmentor_phases(model, optim_wrapper,
                                                                 fixed_stacked, stacked, 'fused')
         write_timeline(os.path.join(args.out, 'seg_iteration_timeline.md'), timed, cfg, device)

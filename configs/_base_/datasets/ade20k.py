@@ -11,7 +11,8 @@ crop_size = (512, 512)  # as in the base; children that change it must also chan
 # (Registered by `import mmpatch`, which every leaf config's custom_imports does.)
 # stack_seg_collate: each batch leaves the loader workers as two tensors (images, uint8 labels),
 # not two per sample; needs the model's StackedSegDataPreProcessor (the model bases set it).
+# pin_memory: the loader pins each batch, so its copy to the GPU does not hold up the host.
 train_dataloader = dict(dataset=dict(type='CheckedADE20KDataset'),
-                        collate_fn=dict(type='stack_seg_collate'))
+                        collate_fn=dict(type='stack_seg_collate'), pin_memory=True)
 val_dataloader = dict(dataset=dict(type='CheckedADE20KDataset'))
 test_dataloader = val_dataloader

@@ -80,11 +80,15 @@ def _call_block(block, x):
     return block(x)
 
 
+# torch.compile modes ``compile_blocks`` takes; 'reduce-overhead' adds CUDA graphs
+COMPILE_MODES = ('default', 'reduce-overhead', 'max-autotune', 'max-autotune-no-cudagraphs')
+
+
 @functools.lru_cache(maxsize=None)
-def compiled_block_call():
-    """``torch.compile`` of ``block(x)``, shared by all blocks (one graph serves every block of a
-    shape, since torch >= 2.5 inlines module parameters as graph inputs)."""
-    return torch.compile(_call_block)
+def compiled_block_call(mode='default'):
+    """``torch.compile`` of ``block(x)`` in ``mode``, shared by all blocks (one graph serves every
+    block of a shape, since torch >= 2.5 inlines module parameters as graph inputs)."""
+    return torch.compile(_call_block, mode=mode)
 
 
 def _run_block(call, block, x, backends):
@@ -196,7 +200,10 @@ class PatchViT(PlainBackbone):
             'efficient', 'math' (raises where that kernel cannot run).
         compile_blocks: ``torch.compile`` each block for training steps on CUDA
             (fuses norms, activations, bias and residual adds); evaluation and CPU
-            inputs run eagerly. Needs Triton on the GPU machine.
+            inputs run eagerly. Needs Triton on the GPU machine. ``True`` (mode
+            'default') or a mode of ``COMPILE_MODES``: 'reduce-overhead' replays each
+            block as a CUDA graph (no per-kernel launch cost on the host; not with
+            ``with_cp``).
         init_cfg: ``dict(type='Pretrained', checkpoint=PATH, prefix=None)``
             loads timm / DeiT / mmpatch weights strictly (see ``load_pretrained``).
     """
@@ -209,6 +216,13 @@ class PatchViT(PlainBackbone):
         settings = parse_arch(arch)
         if attn_backend not in ATTN_BACKENDS:
             raise ValueError(f'attn_backend must be one of {ATTN_BACKENDS}, got {attn_backend!r}')
+        if compile_blocks not in (True, False) + COMPILE_MODES:
+            raise ValueError(f'compile_blocks must be True, False or a torch.compile mode of '
+                             f'{COMPILE_MODES}, got {compile_blocks!r}')
+        if with_cp and compile_blocks == 'reduce-overhead':
+            raise ValueError("compile_blocks='reduce-overhead' (CUDA graphs) is not supported "
+                             "with with_cp (the checkpoint would replay the graphs inside the "
+                             "backward; not tried); use compile_blocks=True")
         self.embed_dims = settings['embed_dims']
         self.num_layers = settings['num_layers']
         self.num_heads = settings['num_heads']
@@ -263,7 +277,8 @@ class PatchViT(PlainBackbone):
     def _block_call(self, x):
         """``block(x)``, compiled or eager (see ``compile_blocks``)."""
         if self.compile_blocks and self.training and x.is_cuda:
-            return compiled_block_call()
+            return compiled_block_call('default' if self.compile_blocks is True
+                                       else self.compile_blocks)
         return _call_block
 
     def _checkpoint_kwargs(self, call):

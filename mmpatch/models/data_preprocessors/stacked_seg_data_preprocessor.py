@@ -16,24 +16,26 @@ class StackedSegDataPreProcessor(SegDataPreProcessor):
     A stacked training batch whose samples hold no pixel data but ``gt_sem_seg`` is converted,
     normalised and padded as one tensor, its label maps padded as one; any other batch (lists
     of images, edge or depth maps, inference) goes through mmseg's per-sample code.
+
+    ``non_blocking`` (default True, mmseg's is False): the copies to the GPU do not wait for
+    the copy to finish (stream-ordered; with the loader's ``pin_memory`` the host goes on at
+    once, so the GPU is not idle while it copies).
     """
 
+    def __init__(self, *args, non_blocking: bool = True, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._non_blocking = non_blocking
+
     def forward(self, data: dict, training: bool = False) -> dict:
-        data = self.cast_data(data)
         inputs, samples = data['inputs'], data.get('data_samples')
-        shapes = data.pop('img_shapes', None)
-        if torch.is_tensor(inputs) and shapes is None:  # e.g. default_collate: one size
-            shapes = [tuple(inputs.shape[-2:])] * len(inputs)
-        stacked = data.pop('gt_sem_seg', None)
-        seg = None if stacked is None else stacked['data'].to(stacked['dtype'])
         if not (training and torch.is_tensor(inputs) and samples is not None and not any(
                 key in s for s in samples for key in ('gt_edge_map', 'gt_depth_map'))):
-            if seg is not None:  # each label map back into its sample, cut to its image's size
-                for sample, seg_map, (h, w) in zip(samples, seg, shapes):
-                    sample.gt_sem_seg = PixelData(data=seg_map[:, :h, :w])
-            if torch.is_tensor(inputs):
-                data['inputs'] = [img[:, :h, :w] for img, (h, w) in zip(inputs, shapes)]
-            return super().forward(data, training)
+            return super().forward(self._unstacked(data), training)
+        data = self.cast_data(data)
+        inputs, samples = data['inputs'], data['data_samples']
+        shapes = data.pop('img_shapes', None) or [tuple(inputs.shape[-2:])] * len(inputs)
+        stacked = data.pop('gt_sem_seg', None)
+        seg = None if stacked is None else stacked['data'].to(stacked['dtype'])
         if self.channel_conversion and inputs.size(1) == 3:
             inputs = inputs[:, [2, 1, 0]]
         inputs = inputs.float()
@@ -57,6 +59,23 @@ class StackedSegDataPreProcessor(SegDataPreProcessor):
         if self.batch_augments is not None:
             inputs, samples = self.batch_augments(inputs, samples)
         return dict(inputs=inputs, data_samples=samples)
+
+    @staticmethod
+    def _unstacked(data):
+        """A stacked batch as ``pseudo_collate`` gives it: per-sample images and label maps,
+        each cut to its image's size (mmseg's code path)."""
+        data = dict(data)
+        inputs, shapes = data['inputs'], data.pop('img_shapes', None)
+        if not torch.is_tensor(inputs):
+            return data
+        shapes = shapes or [tuple(inputs.shape[-2:])] * len(inputs)
+        stacked = data.pop('gt_sem_seg', None)
+        if stacked is not None:
+            seg = stacked['data'].to(stacked['dtype'])
+            for sample, seg_map, (h, w) in zip(data['data_samples'], seg, shapes):
+                sample.gt_sem_seg = PixelData(data=seg_map[:, :h, :w])
+        data['inputs'] = [img[:, :h, :w] for img, (h, w) in zip(inputs, shapes)]
+        return data
 
     def _padded_size(self, hw):
         """mmseg's ``stack_batch`` rule: ``size``, or the batch's largest size rounded up to
