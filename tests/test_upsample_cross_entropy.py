@@ -10,8 +10,8 @@ from mmseg.models.losses import CrossEntropyLoss
 
 from mmpatch.models.heads.linear_head import LinearHead
 from mmpatch.models.utils.pixel_accuracy import pixel_accuracy
-from mmpatch.models.utils.upsample_cross_entropy import (dot_precision, fused_ce_supported,
-                                                         upsample_cross_entropy)
+from mmpatch.models.utils.upsample_cross_entropy import (_column_taps, dot_precision,
+                                                         fused_ce_supported, upsample_cross_entropy)
 
 pytest.importorskip('triton')
 DEVICE = 'cuda' if torch.cuda.is_available() else 'cpu'  # CPU: Triton's interpreter (conftest)
@@ -33,7 +33,9 @@ def mmseg_scope():
                                                   ((4, 3), (9, 6), 3), ((2, 2), (32, 80), 17),
                                                   ((6, 20), (12, 40), 4),
                                                   ((5, 7), (5, 7), 6), ((8, 16), (4, 9), 3),
-                                                  ((2, 3), (5, 8), 150)))  # class 255 in the tile
+                                                  ((2, 3), (5, 8), 150),  # class 255 in the tile
+                                                  ((3, 10), (7, 300), 40),  # 3 blocks, 2 chunks
+                                                  ((2, 24), (5, 200), 7)))
 def test_equals_interpolate_and_mmseg_cross_entropy(in_hw, out_hw, classes, align_corners,
                                                     avg_non_ignore):
     torch.manual_seed(0)
@@ -71,13 +73,14 @@ def test_fused_head_uses_the_kernel_only_where_it_applies(monkeypatch):
     calls.clear()
     for head in (two_losses, weighted, LinearHead(in_channels=8, num_classes=5)):
         assert head._fused_loss(logits, label) is None
-    too_wide = torch.randn(2, 5, 4, 1024, device=DEVICE)  # a (16, 1024) tile: the matmul path
+    too_wide = torch.randn(2, 5, 4, 1024, device=DEVICE)  # a downsample: the matmul path
     assert one_ce._fused_loss(too_wide, label) is None and not calls
 
 
 def test_bad_inputs_name_the_problem():
-    with pytest.raises(ValueError, match=r'150 classes x width 64 -> 16384 elements, at most 8192'):
-        upsample_cross_entropy(torch.randn(1, 150, 8, 64), torch.zeros(1, 8, 64, dtype=torch.long))
+    with pytest.raises(ValueError, match=r'at most 64 source columns per 128 output pixels: '
+                                         r'width 1024 -> 256 needs 510'):
+        upsample_cross_entropy(torch.randn(1, 3, 8, 1024), torch.zeros(1, 8, 256, dtype=torch.long))
     with pytest.raises(ValueError, match=r'\(N, C, h, w\) logits and \(N, H, W\) labels'):
         upsample_cross_entropy(torch.randn(1, 3, 8, 8), torch.zeros(2, 16, 16, dtype=torch.long))
     with pytest.raises(ValueError, match="fast_loss must be True, False or 'fused'"):
@@ -96,9 +99,16 @@ def test_tensor_cores_only_for_16_bit_logits():
 def test_not_supported_on_cpu_without_the_interpreter(monkeypatch):
     logits = torch.randn(1, 3, 4, 4)
     monkeypatch.setenv('TRITON_INTERPRET', '1')
-    assert fused_ce_supported(logits)
+    assert fused_ce_supported(logits, 16)
     monkeypatch.delenv('TRITON_INTERPRET')
-    assert not fused_ce_supported(logits)
+    assert not fused_ce_supported(logits, 16)
+
+
+def test_supported_where_blocks_read_few_source_columns():
+    logits = torch.randn(1, 150, 32, 32)  # ViT p16 at 512 px
+    assert _column_taps(512, 32, False, 'cpu')[-1] == 10  # 128 pixels: 8 columns and 2 neighbours
+    assert fused_ce_supported(logits, 512) and fused_ce_supported(logits, 512, True)
+    assert not fused_ce_supported(torch.randn(1, 3, 4, 128), 64)  # a downsample
 
 
 COMPILE = """
@@ -107,14 +117,16 @@ import triton
 from triton.backends.compiler import GPUTarget
 from triton.compiler import ASTSource
 from mmpatch.models.utils.upsample_ce_kernel import upsample_ce_kernel
-from mmpatch.models.utils.upsample_cross_entropy import BLOCK_X, NUM_WARPS
+from mmpatch.models.utils.upsample_cross_entropy import BLOCK_C, BLOCK_X, NUM_WARPS
 PRECISION = {precision!r}
-signature = dict(rows_ptr='*fp32', label_ptr='*i64', wx_ptr='*fp32', grad_rows_ptr='*fp32',
-                 loss_ptr='*fp32', correct_ptr='*i32', C='i32', H='i32', W='i32', w='i32',
-                 ignore_index='i32', BLOCK_C='constexpr', BLOCK_W='constexpr', BLOCK_X='constexpr',
+signature = dict(rows_ptr='*fp32', label_ptr='*i64', lo_ptr='*i32', hi_ptr='*i32', a_ptr='*fp32',
+                 b_ptr='*fp32', k0_ptr='*i32', grad_rows_ptr='*fp32', loss_ptr='*fp32',
+                 correct_ptr='*i32', C='i32', H='i32', W='i32', w='i32', ignore_index='i32',
+                 BLOCK_C='constexpr', BLOCK_X='constexpr', BLOCK_K='constexpr',
                  DOT_PRECISION='constexpr')
-src = ASTSource(fn=upsample_ce_kernel, signature=signature,  # 150 classes, ViT p16 at 512 px
-                constexprs=dict(BLOCK_C=256, BLOCK_W=32, BLOCK_X=BLOCK_X, DOT_PRECISION=PRECISION))
+src = ASTSource(fn=upsample_ce_kernel, signature=signature,  # ViT p16 at 512 px: 10 columns
+                constexprs=dict(BLOCK_C=BLOCK_C, BLOCK_X=BLOCK_X, BLOCK_K=16,
+                                DOT_PRECISION=PRECISION))
 compiled = triton.compile(src, target=GPUTarget('cuda', 90, 32), options=dict(num_warps=NUM_WARPS))
 ptx = os.path.join(tempfile.mkdtemp(), 'k.ptx')
 open(ptx, 'w').write(compiled.asm['ptx'])

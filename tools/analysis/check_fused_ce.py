@@ -63,7 +63,7 @@ def head_loss(cfg, path):
 def agreement(device, cfg):
     """Max differences of each fused row from mmseg's path, all on the same float32 logits."""
     logits, samples = make_inputs(cfg, device, torch.float32)
-    if not fused_ce_supported(logits):
+    if not fused_ce_supported(logits, cfg['label_hw'][1]):
         raise RuntimeError(f'the fused path does not apply on {device} (CPU: TRITON_INTERPRET=1)')
     out = {}
     for name in ('mmseg', 'fused_ieee', 'fused_tf32'):

@@ -12,7 +12,8 @@
 #                      batch 16): backbone step, segmentor with mmpatch's matmul, fused and
 #                      mmseg's loss paths, end to end with the loader, profiles, the phase
 #                      timeline (2026-12-02, commit a7ac39b: 170 s of a call including the
-#                      kit's setup; rows added since).
+#                      kit's setup; rows added since). COMPILE_MODE=reduce-overhead: the
+#                      blocks as CUDA graphs.
 # Device call (carry .device-kit; the tree travels without .git, so name the commit):
 #   source .device-kit/setup.sh && export PYTHONPATH=$PYTHONPATH:. && \
 #     MMPATCH_COMMIT=<sha> bash tools/analysis/device_benchmark.sh round1
@@ -44,7 +45,7 @@ case $1 in
   seg)
     timeout 120 python3 tools/analysis/check_fused_ce.py --out "$OUT" 2>&1 | tee "$OUT/fused_ce_log.txt"
     timeout 400 python3 tools/analysis/bench_seg_iteration.py --profile --timeline \
-      --out "$OUT" 2>&1 \
+      --compile-mode "${COMPILE_MODE:-default}" --out "$OUT" 2>&1 \
       | tee "$OUT/log.txt" | grep -v -e ' - mmengine - INFO - ' -e '^decode_head\.' -e '^backbone\.'
     # the device returns at most 8 files: the profiles travel as one
     tar czf "$OUT/seg_iteration_profiles.tar.gz" -C "$OUT" $(cd "$OUT" && ls seg_iteration_profile*.txt) \

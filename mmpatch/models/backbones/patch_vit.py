@@ -203,7 +203,8 @@ class PatchViT(PlainBackbone):
             inputs run eagerly. Needs Triton on the GPU machine. ``True`` (mode
             'default') or a mode of ``COMPILE_MODES``: 'reduce-overhead' replays each
             block as a CUDA graph (no per-kernel launch cost on the host; not with
-            ``with_cp``).
+            ``with_cp``); each training forward then starts a new step of the graphs,
+            whose outputs from the step before are overwritten (one forward per step).
         init_cfg: ``dict(type='Pretrained', checkpoint=PATH, prefix=None)``
             loads timm / DeiT / mmpatch weights strictly (see ``load_pretrained``).
     """
@@ -292,6 +293,8 @@ class PatchViT(PlainBackbone):
         x, hw = self._embed(x)
         backends = resolve_sdpa_backends(self.attn_backend, x, self.embed_dims // self.num_heads)
         call = self._block_call(x)
+        if call is not _call_block and self.compile_blocks == 'reduce-overhead':
+            torch.compiler.cudagraph_mark_step_begin()  # one forward per step: earlier outputs go
         checkpointing = self.with_cp and self.training and torch.is_grad_enabled()
         cp_kwargs = self._checkpoint_kwargs(call) if checkpointing else None
         maps = {}

@@ -37,7 +37,7 @@ class StackedSegDataPreProcessor(SegDataPreProcessor):
         stacked = data.pop('gt_sem_seg', None)
         seg = None if stacked is None else stacked['data'].to(stacked['dtype'])
         if self.channel_conversion and inputs.size(1) == 3:
-            inputs = inputs[:, [2, 1, 0]]
+            inputs = inputs.flip(1)  # mmseg's [2, 1, 0], without an index tensor to copy
         inputs = inputs.float()
         if self._enable_normalize:
             inputs = (inputs - self.mean) / self.std

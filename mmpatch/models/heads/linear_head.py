@@ -32,9 +32,9 @@ class LinearHead(BaseDecodeHead):
             and the accuracy by argmax (``pixel_accuracy``: no top-k, no host sync).
             ``False``: mmseg's own ``loss_by_feat``. ``'fused'``: where the loss is one
             mmseg ``CrossEntropyLoss`` (softmax, mean, no class weights), no sampler, on CUDA,
-            with at most 256 classes at logit width 32 (``fused_ce_supported``), the resize,
-            loss and accuracy in one Triton kernel that never holds the full-size logits
-            (``upsample_cross_entropy``); elsewhere as ``True``.
+            and the logits are upsampled about 2x or more (``fused_ce_supported``), the
+            resize, loss and accuracy in one Triton kernel that never holds the full-size
+            logits (``upsample_cross_entropy``); elsewhere as ``True``.
         **kwargs: ``BaseDecodeHead`` arguments (num_classes, dropout_ratio,
             in_index, loss_decode, align_corners, ...).
     """
@@ -93,7 +93,7 @@ class LinearHead(BaseDecodeHead):
         (ce,) = losses
         if not (isinstance(ce, CrossEntropyLoss) and not ce.use_sigmoid and not ce.use_mask
                 and ce.class_weight is None and ce.reduction == 'mean'
-                and fused_ce_supported(seg_logits)):
+                and fused_ce_supported(seg_logits, seg_label.shape[-1], self.align_corners)):
             return None
         loss, acc = upsample_cross_entropy(seg_logits, seg_label.squeeze(1), self.align_corners,
                                            self.ignore_index, ce.avg_non_ignore)

@@ -12,8 +12,10 @@ import torch
 from torch import Tensor
 
 
-def bilinear_weights(out_size: int, in_size: int, align_corners: bool) -> Tensor:
-    """The (out_size, in_size) float64 matrix of 1-D bilinear interpolation, PyTorch's convention.
+def bilinear_taps(out_size: int, in_size: int, align_corners: bool):
+    """(lo, hi, frac) of 1-D bilinear interpolation, PyTorch's convention: output ``i`` is
+    ``(1 - frac[i]) * x[lo[i]] + frac[i] * x[hi[i]]`` (int64, int64, float64; lo == hi at
+    the last source index).
 
     Source coordinate of output index ``i``: ``i * (in - 1) / (out - 1)`` with
     ``align_corners``, else ``(i + 0.5) * in / out - 0.5`` clamped at 0 (as ATen's
@@ -26,7 +28,12 @@ def bilinear_weights(out_size: int, in_size: int, align_corners: bool) -> Tensor
         src = ((i + 0.5) * (in_size / out_size) - 0.5).clamp(min=0)
     lo = src.floor().long().clamp(max=in_size - 1)
     hi = (lo + 1).clamp(max=in_size - 1)
-    frac = src - lo
+    return lo, hi, src - lo
+
+
+def bilinear_weights(out_size: int, in_size: int, align_corners: bool) -> Tensor:
+    """The (out_size, in_size) float64 matrix of 1-D bilinear interpolation (``bilinear_taps``)."""
+    lo, hi, frac = bilinear_taps(out_size, in_size, align_corners)
     weights = torch.zeros(out_size, in_size, dtype=torch.float64)
     rows = torch.arange(out_size)
     weights.index_put_((rows, lo), 1 - frac, accumulate=True)

@@ -1,52 +1,80 @@
-"""Triton kernel of ``upsample_cross_entropy``: one program per image row.
+"""Triton kernel of ``upsample_cross_entropy``: one program per BLOCK_X output pixels of a row.
 
-Input ``rows`` (N, C, H, w): the logits already interpolated along H. A program loads its row's
-(C, w) source tile once, then for each block of BLOCK_X output columns builds their (C, BLOCK_X)
-logits as one product with the W-interpolation weights ``wx`` (W, w), takes the loss, the
-argmax and the loss's gradient (softmax - one-hot at labelled pixels), and accumulates the
-gradient's product with ``wx`` into a (C, w) tile: the row's gradient w.r.t. ``rows``, stored
-once at the end (no atomics: no other program touches the row). Writes the row's loss sum and
-correct-pixel count. ``DOT_PRECISION``: Triton's ``input_precision`` of both products
-('ieee': fp32 FMAs; 'tf32': tensor cores, inputs rounded to 10 mantissa bits).
+Input ``rows`` (N, C, H, w): the logits already interpolated along H. Output pixel x of a row
+takes ``a[x] * rows[.., lo[x]] + b[x] * rows[.., hi[x]]`` (its two source columns; the same few
+columns for every pixel of a block, so the loads hit the cache). Classes are visited in chunks
+of BLOCK_C, twice: first for the log-sum-exp, the label's logit and the argmax (online, as flash
+attention's softmax), then for the gradient (softmax - one-hot at labelled pixels), reduced onto
+the block's source columns ``k0 .. k0 + BLOCK_K`` as one product with the interpolation weights
+and added into ``grad_rows`` (atomics: neighbouring blocks share a column). Writes the block's
+loss sum and correct-pixel count. ``DOT_PRECISION``: Triton's ``input_precision`` of that
+product ('ieee': fp32 FMAs; 'tf32': tensor cores, inputs rounded to 10 mantissa bits).
 """
 import triton
 import triton.language as tl
 
 
 @triton.jit
-def upsample_ce_kernel(rows_ptr, label_ptr, wx_ptr, grad_rows_ptr, loss_ptr, correct_ptr,
-                       C, H, W, w, ignore_index,
-                       BLOCK_C: tl.constexpr, BLOCK_W: tl.constexpr, BLOCK_X: tl.constexpr,
+def upsample_ce_kernel(rows_ptr, label_ptr, lo_ptr, hi_ptr, a_ptr, b_ptr, k0_ptr,
+                       grad_rows_ptr, loss_ptr, correct_ptr, C, H, W, w, ignore_index,
+                       BLOCK_C: tl.constexpr, BLOCK_X: tl.constexpr, BLOCK_K: tl.constexpr,
                        DOT_PRECISION: tl.constexpr):
     row = tl.program_id(0)  # n * H + y
-    cs = tl.arange(0, BLOCK_C)
+    block = tl.program_id(1)
+    n, y = row // H, row % H
+    xs = block * BLOCK_X + tl.arange(0, BLOCK_X)
+    in_x = xs < W
+    lo = tl.load(lo_ptr + xs, mask=in_x, other=0)
+    hi = tl.load(hi_ptr + xs, mask=in_x, other=0)
+    a = tl.load(a_ptr + xs, mask=in_x, other=0.0)
+    b = tl.load(b_ptr + xs, mask=in_x, other=0.0)
+    label = tl.load(label_ptr + row * W + xs, mask=in_x, other=ignore_index).to(tl.int32)
+    valid = in_x & (label != ignore_index)
+    base = n * C * H * w + y * w  # element (n, 0, y, 0) of rows and grad_rows
+
+    m = tl.full((BLOCK_X,), float('-inf'), tl.float32)  # running max
+    s = tl.zeros((BLOCK_X,), dtype=tl.float32)  # running sum of exp(z - m)
+    z_label = tl.zeros((BLOCK_X,), dtype=tl.float32)
+    best = tl.full((BLOCK_X,), float('-inf'), tl.float32)
+    best_c = tl.zeros((BLOCK_X,), dtype=tl.int32)
+    for c0 in range(0, C, BLOCK_C):
+        cs = c0 + tl.arange(0, BLOCK_C)
+        z = _logits(rows_ptr, base, cs, C, H, w, lo, hi, a, b, in_x)
+        chunk_max = tl.max(z, axis=0)
+        chunk_arg = tl.argmax(z, axis=0).to(tl.int32)
+        best_c = tl.where(chunk_max > best, c0 + chunk_arg, best_c)  # ties: the first class
+        best = tl.maximum(best, chunk_max)
+        m_new = tl.maximum(m, chunk_max)
+        s = s * tl.exp(m - m_new) + tl.sum(tl.exp(z - m_new[None, :]), axis=0)
+        m = m_new
+        z_label += tl.sum(tl.where(cs[:, None] == label[None, :], z, 0.0), axis=0)
+    lse = m + tl.log(s)
+    out = row * tl.num_programs(1) + block
+    tl.store(loss_ptr + out, tl.sum(tl.where(valid, lse - z_label, 0.0), axis=0))
+    tl.store(correct_ptr + out, tl.sum((valid & (best_c == label)).to(tl.int32), axis=0))
+
+    k0 = tl.load(k0_ptr + block)
+    ks = k0 + tl.arange(0, BLOCK_K)
+    # (BLOCK_X, BLOCK_K) interpolation weights of the block's source columns (lo == hi at edges)
+    wx = tl.where(ks[None, :] == lo[:, None], a[:, None], 0.0) + \
+        tl.where(ks[None, :] == hi[:, None], b[:, None], 0.0)
+    wx = tl.where(in_x[:, None], wx, 0.0)
+    for c0 in range(0, C, BLOCK_C):
+        cs = c0 + tl.arange(0, BLOCK_C)
+        z = _logits(rows_ptr, base, cs, C, H, w, lo, hi, a, b, in_x)
+        grad = tl.exp(z - lse[None, :]) - (cs[:, None] == label[None, :]).to(tl.float32)
+        grad = tl.where((cs < C)[:, None] & valid[None, :], grad, 0.0)
+        grad_k = tl.dot(grad, wx, input_precision=DOT_PRECISION)  # (BLOCK_C, BLOCK_K)
+        tl.atomic_add(grad_rows_ptr + base + cs[:, None] * (H * w) + ks[None, :], grad_k,
+                      mask=(cs < C)[:, None] & (ks < w)[None, :], sem='relaxed')
+
+
+@triton.jit
+def _logits(rows_ptr, base, cs, C, H, w, lo, hi, a, b, in_x):
+    """(BLOCK_C, BLOCK_X) logits of classes ``cs`` at the block's pixels; -inf beyond C."""
     in_c = cs < C
-    ks = tl.arange(0, BLOCK_W)
-    tile = in_c[:, None] & (ks < w)[None, :]
-    offsets = (row // H) * C * H * w + (row % H) * w + cs[:, None] * (H * w) + ks[None, :]
-    source = tl.load(rows_ptr + offsets, mask=tile, other=0.0)  # (BLOCK_C, BLOCK_W)
-    grad_source = tl.zeros((BLOCK_C, BLOCK_W), dtype=tl.float32)
-    loss_sum = tl.zeros((BLOCK_X,), dtype=tl.float32)
-    correct_sum = tl.zeros((BLOCK_X,), dtype=tl.int32)
-    for x0 in range(0, W, BLOCK_X):
-        xs = x0 + tl.arange(0, BLOCK_X)
-        in_x = xs < W
-        # wx is (W, BLOCK_W), zero beyond column w
-        wx = tl.load(wx_ptr + xs[:, None] * BLOCK_W + ks[None, :], mask=in_x[:, None], other=0.0)
-        z = tl.dot(source, tl.trans(wx), input_precision=DOT_PRECISION)  # (BLOCK_C, BLOCK_X)
-        z = tl.where(in_c[:, None], z, float('-inf'))
-        z_max = tl.max(z, axis=0)
-        e = tl.exp(z - z_max[None, :])
-        e_sum = tl.sum(e, axis=0)
-        label = tl.load(label_ptr + row * W + xs, mask=in_x, other=ignore_index).to(tl.int32)
-        valid = in_x & (label != ignore_index)
-        is_label = cs[:, None] == label[None, :]
-        z_label = tl.sum(tl.where(is_label, z, 0.0), axis=0)
-        loss_sum += tl.where(valid, z_max + tl.log(e_sum) - z_label, 0.0)
-        correct_sum += (valid & (tl.argmax(z, axis=0) == label)).to(tl.int32)
-        grad = e / e_sum[None, :] - is_label.to(tl.float32)
-        grad = tl.where(valid[None, :] & in_c[:, None], grad, 0.0)
-        grad_source += tl.dot(grad, wx, input_precision=DOT_PRECISION)  # (BLOCK_C, BLOCK_W)
-    tl.store(grad_rows_ptr + offsets, grad_source, mask=tile)
-    tl.store(loss_ptr + row, tl.sum(loss_sum, axis=0))
-    tl.store(correct_ptr + row, tl.sum(correct_sum, axis=0))
+    mask = in_c[:, None] & in_x[None, :]
+    ptr = rows_ptr + base + cs[:, None] * (H * w)
+    z = a[None, :] * tl.load(ptr + lo[None, :], mask=mask, other=0.0) + \
+        b[None, :] * tl.load(ptr + hi[None, :], mask=mask, other=0.0)
+    return tl.where(in_c[:, None], z, float('-inf'))

@@ -4,31 +4,32 @@ mmseg's decode heads resize their (N, C, h, w) logits to the label size (N, H, W
 cross-entropy there. At 512 x 512, 150 classes, batch 16 that is a 629 M-element tensor that is
 written, cast to float32, log-softmaxed and read again by the backward. Here the logits are
 interpolated along H by a small matrix product (N, C, H, w); a Triton kernel
-(``upsample_ce_kernel.py``), one program per image row, interpolates along W inside the kernel,
-takes the loss, the argmax and the loss's gradient pixel by pixel and reduces that gradient onto
-the row's w source columns; one more matrix product takes it back to (N, C, h, w). The loss is
-the last op of the graph, so its gradient is computed in the forward.
+(``upsample_ce_kernel.py``), one program per BLOCK_X pixels of an image row, interpolates along
+W from each pixel's two source columns, takes the loss, the argmax and the loss's gradient pixel
+by pixel (classes in chunks, online log-sum-exp) and reduces that gradient onto the block's
+source columns; one more matrix product takes it back to (N, C, h, w). The loss is the last op
+of the graph, so its gradient is computed in the forward.
 
 The value is mmseg's ``CrossEntropyLoss`` (softmax, ``reduction='mean'``, no class weights) of
 ``F.interpolate(logits, label.shape[-2:], mode='bilinear')``, and the accuracy is
-``pixel_accuracy``'s, accumulated in float32. The kernel's two products run in full fp32 for
-fp32 logits and on tensor cores (tf32) for bf16 / fp16 logits (``dot_precision``): a tf32
-input keeps 10 mantissa bits, more than the 7 of the bf16 logits that the unfused path resizes
-and feeds to the loss under autocast.
+``pixel_accuracy``'s, in float32. The gradient's reduction runs in full fp32 for fp32 logits and
+on tensor cores (tf32) for bf16 / fp16 logits (``dot_precision``): finer than the bf16 rounding
+of the unfused path under autocast. Its atomic adds make the gradient's last bits depend on the
+order of the blocks, as ``F.interpolate``'s own backward does.
 """
 import os
 from functools import lru_cache
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from .autocast_off import autocast_off
-from .bilinear_matmul import device_bilinear_weights
+from .bilinear_matmul import bilinear_taps, device_bilinear_weights
 
-BLOCK_X = 16  # output columns per step of a program's loop over its row
-NUM_WARPS = 16  # at (256, 32) tiles: 105 registers, no spills on sm_90 (ptxas); not tuned on a GPU
-MAX_TILE = 8192  # (classes, logit width) elements a program holds, padded to powers of 2
+BLOCK_X = 128  # output pixels per program
+BLOCK_C = 32  # classes per step of a program's loops
+NUM_WARPS = 8  # at BLOCK_C 32: 128 registers, no spills on sm_90 (ptxas); 2 programs per SM
+MAX_SPAN = 64  # source columns a block of BLOCK_X output pixels may read (upsampling >= ~2.1x)
 
 
 def interpreter_on():
@@ -36,13 +37,13 @@ def interpreter_on():
     return os.environ.get('TRITON_INTERPRET') == '1'
 
 
-def fused_ce_supported(logits: Tensor) -> bool:
-    """Whether ``upsample_cross_entropy`` runs for these logits on this device: CUDA (or the
-    Triton interpreter on CPU), and a (classes, width) tile of at most MAX_TILE elements, e.g.
-    150 classes at width 32 (ViT p16 at 512 px), whatever the label size."""
+def fused_ce_supported(logits: Tensor, out_w: int, align_corners: bool = False) -> bool:
+    """Whether ``upsample_cross_entropy`` runs for these logits resized to width ``out_w`` on
+    this device: CUDA (or the Triton interpreter on CPU), and every block of BLOCK_X output
+    columns reading at most MAX_SPAN source columns (an upsample, e.g. ViT p16's 32 -> 512)."""
     if not (logits.is_cuda or (logits.device.type == 'cpu' and interpreter_on())):
         return False
-    return _tile_elements(logits.shape[1], logits.shape[-1]) <= MAX_TILE
+    return _column_taps(out_w, logits.shape[-1], align_corners, 'cpu')[-1] <= MAX_SPAN
 
 
 def dot_precision(dtype: torch.dtype) -> str:
@@ -67,11 +68,11 @@ def upsample_cross_entropy(logits: Tensor, label: Tensor, align_corners: bool = 
     if logits.dim() != 4 or label.dim() != 3 or logits.shape[0] != label.shape[0]:
         raise ValueError(f'upsample_cross_entropy takes (N, C, h, w) logits and (N, H, W) labels, '
                          f'got {tuple(logits.shape)} and {tuple(label.shape)}')
-    tile = _tile_elements(logits.shape[1], logits.shape[-1])
-    if tile > MAX_TILE:
-        raise ValueError(f'upsample_cross_entropy holds a (classes, logit width) tile per image '
-                         f'row, padded to powers of 2: {logits.shape[1]} classes x width '
-                         f'{logits.shape[-1]} -> {tile} elements, at most {MAX_TILE}')
+    span = _column_taps(label.shape[-1], logits.shape[-1], align_corners, 'cpu')[-1]
+    if span > MAX_SPAN:
+        raise ValueError(f'upsample_cross_entropy reads at most {MAX_SPAN} source columns per '
+                         f'{BLOCK_X} output pixels: width {logits.shape[-1]} -> '
+                         f'{label.shape[-1]} needs {span} (an upsample of about 2x or more)')
     return _UpsampleCrossEntropy.apply(logits, label, align_corners, ignore_index, avg_non_ignore,
                                        precision or dot_precision(logits.dtype))
 
@@ -87,15 +88,15 @@ class _UpsampleCrossEntropy(torch.autograd.Function):
         with autocast_off(device.type):
             weights_h = device_bilinear_weights(H, h, align_corners, device, torch.float32)
             rows = torch.matmul(weights_h, logits.float()).contiguous()  # (N, C, H, w)
-            block_w = _block(w)
-            wx = _padded_weights(W, w, align_corners, device, block_w)
-            grad_rows = torch.empty_like(rows)
-            loss_sums = torch.empty(n * H, device=device)
-            correct = torch.empty(n * H, device=device, dtype=torch.int32)
-            upsample_ce_kernel[(n * H,)](
-                rows, label.contiguous(), wx, grad_rows, loss_sums, correct, c, H, W, w,
-                ignore_index, BLOCK_C=_block(c), BLOCK_W=block_w, BLOCK_X=BLOCK_X,
-                DOT_PRECISION=precision, num_warps=NUM_WARPS)
+            lo, hi, a, b, k0, span = _column_taps(W, w, align_corners, device)
+            grad_rows = torch.zeros_like(rows)
+            blocks = k0.numel()
+            loss_sums = torch.empty(n * H * blocks, device=device)
+            correct = torch.empty(n * H * blocks, device=device, dtype=torch.int32)
+            upsample_ce_kernel[(n * H, blocks)](
+                rows, label.contiguous(), lo, hi, a, b, k0, grad_rows, loss_sums, correct,
+                c, H, W, w, ignore_index, BLOCK_C=BLOCK_C, BLOCK_X=BLOCK_X,
+                BLOCK_K=_block(span), DOT_PRECISION=precision, num_warps=NUM_WARPS)
             labelled = (label != ignore_index).sum()
             # mmseg's weight_reduce_loss: sum / (avg_factor + eps)
             divisor = (labelled if avg_non_ignore else label.numel()) + torch.finfo(torch.float32).eps
@@ -117,13 +118,17 @@ def _block(size):
     return max(16, 1 << (size - 1).bit_length())
 
 
-def _tile_elements(classes, width):
-    return _block(classes) * _block(width)
-
-
 @lru_cache(maxsize=32)
-def _padded_weights(out_w, in_w, align_corners, device, block_w):
-    """The (out_w, block_w) float32 W-interpolation matrix on ``device``, zero beyond column
-    ``in_w``. Built and copied once per shape and device."""
-    weights = device_bilinear_weights(out_w, in_w, align_corners, device, torch.float32)
-    return F.pad(weights, (0, block_w - in_w)).contiguous()
+def _column_taps(out_w, in_w, align_corners, device):
+    """Per output column its source columns ``lo``, ``hi`` (int32) and weights ``a``, ``b``
+    (float32); per block of BLOCK_X columns its first source column ``k0``; and the widest
+    block's source span. On ``device``, built once per shape."""
+    lo, hi, frac = bilinear_taps(out_w, in_w, align_corners)
+    starts = torch.arange(0, out_w, BLOCK_X)
+    k0 = lo[starts]  # lo does not decrease along the row
+    ends = torch.clamp(starts + BLOCK_X, max=out_w) - 1
+    span = int((hi[ends] - k0 + 1).max())
+    as_device = dict(device=device)
+    return (lo.to(torch.int32).to(**as_device), hi.to(torch.int32).to(**as_device),
+            (1 - frac).float().to(**as_device), frac.float().to(**as_device),
+            k0.to(torch.int32).to(**as_device), span)
