@@ -283,10 +283,15 @@ def test_seg_iteration_broken_loss_path_costs_only_its_row(tmp_path, monkeypatch
 def test_check_fused_ce_cpu_smoke(tmp_path):
     # CPU: Triton's interpreter (conftest). Both fused rows agree with mmseg's path; all timed
     device = 'cuda' if torch.cuda.is_available() else 'cpu'
-    rows, check = load_tool('tools/analysis/check_fused_ce.py')['main'](
-        ['--device', device, '--tiny', '--out', str(tmp_path)])
-    assert [r['path'] for r in rows] == ['mmseg', 'matmul', 'fused_ieee', 'fused_tf32']
-    assert rows[0]['vs_mmseg'] == 1
+    tool = load_tool('tools/analysis/check_fused_ce.py')
+    rows, check = tool['main'](['--device', device, '--tiny', '--tune', '--out', str(tmp_path)])
+    assert [r['path'] for r in rows] == ['mmseg', 'matmul', 'fused_ieee', 'fused_tf32'] + [
+        'fused_tf32'] * len(tool['TUNE'])
+    assert [(r['block_x'], r['block_c'], r['warps']) for r in rows[4:]] == list(tool['TUNE'])
+    assert rows[0]['vs_mmseg'] == 1 and all(r['ms'] > 0 for r in rows)
+    from mmpatch.models.utils import upsample_cross_entropy as fce
+    assert (fce.BLOCK_X, fce.BLOCK_C, fce.NUM_WARPS) == (rows[3]['block_x'], rows[3]['block_c'],
+                                                         rows[3]['warps'])  # restored
     for name, tolerance in (('fused_ieee', 1e-5), ('fused_tf32', 1e-3)):
         assert check[name]['loss_rel_err'] < tolerance and check[name]['acc_abs_err'] == 0
         assert check[name]['grad_max_abs_err'] < 10 * tolerance * check[name]['grad_max_abs']

@@ -25,6 +25,7 @@ from mmengine.structures import PixelData
 from mmseg.structures import SegDataSample
 
 from mmpatch.models.heads.linear_head import LinearHead
+import mmpatch.models.utils.upsample_cross_entropy as fce
 from mmpatch.models.utils.upsample_cross_entropy import fused_ce_supported, upsample_cross_entropy
 from mmpatch.utils.benchmark import markdown_table, median_step_seconds, write_csv
 
@@ -78,27 +79,51 @@ def agreement(device, cfg):
             for name, (loss, acc, grad) in out.items()}
 
 
-def timings(device, cfg):
+# --tune: other launch settings of the kernel (BLOCK_X, BLOCK_C, NUM_WARPS), timed as fused_tf32
+TUNE = ((64, 32, 4), (128, 16, 4), (128, 32, 8), (32, 16, 4))
+
+
+def timings(device, cfg, tune=False):
     """Median forward + backward ms of each path on the same bf16 logits."""
     logits, samples = make_inputs(cfg, device, torch.bfloat16)
     rows = []
-    for name, fast_loss in PATHS.items():
+
+    def add(name, fast_loss, **extra):
         fn = head_loss(cfg, fast_loss)
 
         def step():
             loss, acc = fn(logits, samples)
             loss.backward()
         seconds = median_step_seconds(step, cfg['warmup'], cfg['steps'], device)
-        rows.append(dict(path=name, ms=seconds * 1e3))
+        rows.append(dict(path=name, ms=seconds * 1e3, **extra))
+    for name, fast_loss in PATHS.items():
+        add(name, fast_loss, **(launch_settings() if fast_loss == 'tf32' else {}))
+    default = launch_settings()
+    for block_x, block_c, warps in TUNE if tune else ():
+        set_launch(block_x, block_c, warps)
+        try:
+            add('fused_tf32', 'tf32', **launch_settings())
+        finally:
+            set_launch(*default.values())
     for row in rows:
         row['vs_mmseg'] = row['ms'] / rows[0]['ms']
     return rows
+
+
+def launch_settings():
+    return dict(block_x=fce.BLOCK_X, block_c=fce.BLOCK_C, warps=fce.NUM_WARPS)
+
+
+def set_launch(block_x, block_c, warps):
+    fce.BLOCK_X, fce.BLOCK_C, fce.NUM_WARPS = block_x, block_c, warps
 
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     ap.add_argument('--device', default='cuda')
     ap.add_argument('--tiny', action='store_true', help='tiny sizes (CPU smoke test)')
+    ap.add_argument('--tune', action='store_true',
+                    help='also time the kernel at other launch settings (TUNE)')
     ap.add_argument('--out', required=True)
     args = ap.parse_args(argv)
     device = torch.device(args.device)
@@ -106,7 +131,7 @@ def main(argv=None):
     cfg = TINY if args.tiny else FULL
     check = agreement(device, cfg)
     print(check, flush=True)
-    rows = timings(device, cfg)
+    rows = timings(device, cfg, args.tune)
     shape = f"{cfg['batch']}x{cfg['classes']}x{cfg['logits_hw']}->{cfg['label_hw']}"
     for row in rows:
         row.update(shape=shape, device=torch.cuda.get_device_name(device)
@@ -114,8 +139,9 @@ def main(argv=None):
         row.update(check.get(row['path'], {}))  # fused rows: their agreement with mmseg's path
     os.makedirs(args.out, exist_ok=True)
     write_csv(os.path.join(args.out, 'fused_ce.csv'), rows)
-    text = markdown_table(rows, ['path', 'ms', 'vs_mmseg', 'loss_rel_err', 'grad_max_abs_err',
-                                 'acc_abs_err', 'shape', 'device'])
+    text = markdown_table(rows, ['path', 'ms', 'vs_mmseg', 'block_x', 'block_c', 'warps',
+                                 'loss_rel_err', 'grad_max_abs_err', 'acc_abs_err', 'shape',
+                                 'device'])
     with open(os.path.join(args.out, 'fused_ce.md'), 'w') as f:
         f.write(text + '\n')
     print(text)

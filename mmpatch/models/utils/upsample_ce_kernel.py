@@ -1,14 +1,15 @@
 """Triton kernel of ``upsample_cross_entropy``: one program per BLOCK_X output pixels of a row.
 
-Input ``rows`` (N, C, H, w): the logits already interpolated along H. Output pixel x of a row
-takes ``a[x] * rows[.., lo[x]] + b[x] * rows[.., hi[x]]`` (its two source columns; the same few
-columns for every pixel of a block, so the loads hit the cache). Classes are visited in chunks
-of BLOCK_C, twice: first for the log-sum-exp, the label's logit and the argmax (online, as flash
-attention's softmax), then for the gradient (softmax - one-hot at labelled pixels), reduced onto
-the block's source columns ``k0 .. k0 + BLOCK_K`` as one product with the interpolation weights
-and added into ``grad_rows`` (atomics: neighbouring blocks share a column). Writes the block's
-loss sum and correct-pixel count. ``DOT_PRECISION``: Triton's ``input_precision`` of that
-product ('ieee': fp32 FMAs; 'tf32': tensor cores, inputs rounded to 10 mantissa bits).
+Input ``rows`` (N, C, H, w): the logits already interpolated along H. The block's output pixels
+read source columns ``k0 .. k0 + BLOCK_K`` only (the bilinear taps of BLOCK_X pixels), so each
+chunk of BLOCK_C classes is one coalesced (BLOCK_C, BLOCK_K) load, interpolated along W by one
+product with the (BLOCK_X, BLOCK_K) weights. Classes are visited twice: first for the
+log-sum-exp, the label's logit and the argmax (online, as flash attention's softmax), then for
+the gradient (softmax - one-hot at labelled pixels), reduced onto the same source columns by
+the transposed product and added into ``grad_rows`` (atomics: neighbouring blocks share a
+column). Writes the block's loss sum and correct-pixel count. ``DOT_PRECISION``: Triton's
+``input_precision`` of the products ('ieee': fp32 FMAs; 'tf32': tensor cores, inputs rounded
+to 10 mantissa bits).
 """
 import triton
 import triton.language as tl
@@ -32,6 +33,14 @@ def upsample_ce_kernel(rows_ptr, label_ptr, lo_ptr, hi_ptr, a_ptr, b_ptr, k0_ptr
     valid = in_x & (label != ignore_index)
     base = n * C * H * w + y * w  # element (n, 0, y, 0) of rows and grad_rows
 
+    k0 = tl.load(k0_ptr + block)
+    ks = k0 + tl.arange(0, BLOCK_K)
+    # (BLOCK_X, BLOCK_K) interpolation weights of the block's source columns (lo == hi at edges)
+    wx = tl.where(ks[None, :] == lo[:, None], a[:, None], 0.0) + \
+        tl.where(ks[None, :] == hi[:, None], b[:, None], 0.0)
+    wx = tl.where(in_x[:, None], wx, 0.0)
+    in_k = ks < w
+
     m = tl.full((BLOCK_X,), float('-inf'), tl.float32)  # running max
     s = tl.zeros((BLOCK_X,), dtype=tl.float32)  # running sum of exp(z - m)
     z_label = tl.zeros((BLOCK_X,), dtype=tl.float32)
@@ -39,7 +48,7 @@ def upsample_ce_kernel(rows_ptr, label_ptr, lo_ptr, hi_ptr, a_ptr, b_ptr, k0_ptr
     best_c = tl.zeros((BLOCK_X,), dtype=tl.int32)
     for c0 in range(0, C, BLOCK_C):
         cs = c0 + tl.arange(0, BLOCK_C)
-        z = _logits(rows_ptr, base, cs, C, H, w, lo, hi, a, b, in_x)
+        z = _logits(rows_ptr, base, cs, ks, in_k, wx, C, H, w, DOT_PRECISION)
         chunk_max = tl.max(z, axis=0)
         chunk_arg = tl.argmax(z, axis=0).to(tl.int32)
         best_c = tl.where(chunk_max > best, c0 + chunk_arg, best_c)  # ties: the first class
@@ -53,28 +62,21 @@ def upsample_ce_kernel(rows_ptr, label_ptr, lo_ptr, hi_ptr, a_ptr, b_ptr, k0_ptr
     tl.store(loss_ptr + out, tl.sum(tl.where(valid, lse - z_label, 0.0), axis=0))
     tl.store(correct_ptr + out, tl.sum((valid & (best_c == label)).to(tl.int32), axis=0))
 
-    k0 = tl.load(k0_ptr + block)
-    ks = k0 + tl.arange(0, BLOCK_K)
-    # (BLOCK_X, BLOCK_K) interpolation weights of the block's source columns (lo == hi at edges)
-    wx = tl.where(ks[None, :] == lo[:, None], a[:, None], 0.0) + \
-        tl.where(ks[None, :] == hi[:, None], b[:, None], 0.0)
-    wx = tl.where(in_x[:, None], wx, 0.0)
     for c0 in range(0, C, BLOCK_C):
         cs = c0 + tl.arange(0, BLOCK_C)
-        z = _logits(rows_ptr, base, cs, C, H, w, lo, hi, a, b, in_x)
+        z = _logits(rows_ptr, base, cs, ks, in_k, wx, C, H, w, DOT_PRECISION)
         grad = tl.exp(z - lse[None, :]) - (cs[:, None] == label[None, :]).to(tl.float32)
         grad = tl.where((cs < C)[:, None] & valid[None, :], grad, 0.0)
         grad_k = tl.dot(grad, wx, input_precision=DOT_PRECISION)  # (BLOCK_C, BLOCK_K)
         tl.atomic_add(grad_rows_ptr + base + cs[:, None] * (H * w) + ks[None, :], grad_k,
-                      mask=(cs < C)[:, None] & (ks < w)[None, :], sem='relaxed')
+                      mask=(cs < C)[:, None] & in_k[None, :], sem='relaxed')
 
 
 @triton.jit
-def _logits(rows_ptr, base, cs, C, H, w, lo, hi, a, b, in_x):
+def _logits(rows_ptr, base, cs, ks, in_k, wx, C, H, w, DOT_PRECISION: tl.constexpr):
     """(BLOCK_C, BLOCK_X) logits of classes ``cs`` at the block's pixels; -inf beyond C."""
     in_c = cs < C
-    mask = in_c[:, None] & in_x[None, :]
-    ptr = rows_ptr + base + cs[:, None] * (H * w)
-    z = a[None, :] * tl.load(ptr + lo[None, :], mask=mask, other=0.0) + \
-        b[None, :] * tl.load(ptr + hi[None, :], mask=mask, other=0.0)
+    source = tl.load(rows_ptr + base + cs[:, None] * (H * w) + ks[None, :],
+                     mask=in_c[:, None] & in_k[None, :], other=0.0)  # (BLOCK_C, BLOCK_K)
+    z = tl.dot(source, tl.trans(wx), input_precision=DOT_PRECISION)
     return tl.where(in_c[:, None], z, float('-inf'))

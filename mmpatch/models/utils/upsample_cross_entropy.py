@@ -26,10 +26,12 @@ from torch import Tensor
 from .autocast_off import autocast_off
 from .bilinear_matmul import bilinear_taps, device_bilinear_weights
 
-BLOCK_X = 128  # output pixels per program
-BLOCK_C = 32  # classes per step of a program's loops
-NUM_WARPS = 8  # at BLOCK_C 32: 128 registers, no spills on sm_90 (ptxas); 2 programs per SM
-MAX_SPAN = 64  # source columns a block of BLOCK_X output pixels may read (upsampling >= ~2.1x)
+# Launch settings (read at each call; tools/analysis/check_fused_ce.py --tune times others).
+# At these, 110 (ieee) / 128 (tf32) registers and no spills on sm_90 (ptxas): 4 programs per SM.
+BLOCK_X = 64  # output pixels per program
+BLOCK_C = 16  # classes per step of a program's loops
+NUM_WARPS = 4
+MAX_SPAN = 64  # source columns a block of BLOCK_X output pixels may read
 
 
 def interpreter_on():
@@ -43,7 +45,7 @@ def fused_ce_supported(logits: Tensor, out_w: int, align_corners: bool = False) 
     columns reading at most MAX_SPAN source columns (an upsample, e.g. ViT p16's 32 -> 512)."""
     if not (logits.is_cuda or (logits.device.type == 'cpu' and interpreter_on())):
         return False
-    return _column_taps(out_w, logits.shape[-1], align_corners, 'cpu')[-1] <= MAX_SPAN
+    return _column_taps(out_w, logits.shape[-1], align_corners, 'cpu', BLOCK_X)[-1] <= MAX_SPAN
 
 
 def dot_precision(dtype: torch.dtype) -> str:
@@ -68,11 +70,11 @@ def upsample_cross_entropy(logits: Tensor, label: Tensor, align_corners: bool = 
     if logits.dim() != 4 or label.dim() != 3 or logits.shape[0] != label.shape[0]:
         raise ValueError(f'upsample_cross_entropy takes (N, C, h, w) logits and (N, H, W) labels, '
                          f'got {tuple(logits.shape)} and {tuple(label.shape)}')
-    span = _column_taps(label.shape[-1], logits.shape[-1], align_corners, 'cpu')[-1]
+    span = _column_taps(label.shape[-1], logits.shape[-1], align_corners, 'cpu', BLOCK_X)[-1]
     if span > MAX_SPAN:
         raise ValueError(f'upsample_cross_entropy reads at most {MAX_SPAN} source columns per '
                          f'{BLOCK_X} output pixels: width {logits.shape[-1]} -> '
-                         f'{label.shape[-1]} needs {span} (an upsample of about 2x or more)')
+                         f'{label.shape[-1]} needs {span} (the kernel is made for upsampling)')
     return _UpsampleCrossEntropy.apply(logits, label, align_corners, ignore_index, avg_non_ignore,
                                        precision or dot_precision(logits.dtype))
 
@@ -88,7 +90,7 @@ class _UpsampleCrossEntropy(torch.autograd.Function):
         with autocast_off(device.type):
             weights_h = device_bilinear_weights(H, h, align_corners, device, torch.float32)
             rows = torch.matmul(weights_h, logits.float()).contiguous()  # (N, C, H, w)
-            lo, hi, a, b, k0, span = _column_taps(W, w, align_corners, device)
+            lo, hi, a, b, k0, span = _column_taps(W, w, align_corners, device, BLOCK_X)
             grad_rows = torch.zeros_like(rows)
             blocks = k0.numel()
             loss_sums = torch.empty(n * H * blocks, device=device)
@@ -119,14 +121,14 @@ def _block(size):
 
 
 @lru_cache(maxsize=32)
-def _column_taps(out_w, in_w, align_corners, device):
+def _column_taps(out_w, in_w, align_corners, device, block_x):
     """Per output column its source columns ``lo``, ``hi`` (int32) and weights ``a``, ``b``
-    (float32); per block of BLOCK_X columns its first source column ``k0``; and the widest
+    (float32); per block of ``block_x`` columns its first source column ``k0``; and the widest
     block's source span. On ``device``, built once per shape."""
     lo, hi, frac = bilinear_taps(out_w, in_w, align_corners)
-    starts = torch.arange(0, out_w, BLOCK_X)
+    starts = torch.arange(0, out_w, block_x)
     k0 = lo[starts]  # lo does not decrease along the row
-    ends = torch.clamp(starts + BLOCK_X, max=out_w) - 1
+    ends = torch.clamp(starts + block_x, max=out_w) - 1
     span = int((hi[ends] - k0 + 1).max())
     as_device = dict(device=device)
     return (lo.to(torch.int32).to(**as_device), hi.to(torch.int32).to(**as_device),
