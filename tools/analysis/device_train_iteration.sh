@@ -6,7 +6,8 @@
 #   stacked:        the config as it is (stack_seg_collate + StackedSegDataPreProcessor);
 #   mmseg:          mmseg's batches (pseudo_collate + SegDataPreProcessor);
 #   compiled:       stacked, with torch.compile'd backbone blocks (compile_blocks=True);
-#   compiled_fused: compiled, with the fused resize + cross-entropy loss (fast_loss='fused').
+#   compiled_fused: compiled, with the fused resize + cross-entropy loss (fast_loss='fused');
+#   graphs_fused:   compiled_fused, the blocks as CUDA graphs (compile_blocks='reduce-overhead').
 #   source .device-kit/setup.sh && VARIANTS="stacked compiled" \
 #       bash tools/analysis/device_train_iteration.sh [CONFIG [BATCH [ITERS [WORKERS]]]]
 # Data: an ADE20K-layout toy set, 512 x 512, 150 classes (tools/data/make_toy.py), under /tmp.
@@ -34,7 +35,10 @@ for variant in ${VARIANTS:-stacked mmseg}; do
                   "model.data_preprocessor.type=SegDataPreProcessor") ;;
     compiled) EXTRA=("model.backbone.compile_blocks=True") ;;
     compiled_fused) EXTRA=("model.backbone.compile_blocks=True" "model.decode_head.fast_loss=fused") ;;
-    *) echo "unknown variant '$variant': stacked, mmseg, compiled or compiled_fused"; exit 2 ;;
+    graphs_fused) EXTRA=("model.backbone.compile_blocks=reduce-overhead"
+                         "model.decode_head.fast_loss=fused") ;;
+    *) echo "unknown variant '$variant': stacked, mmseg, compiled, compiled_fused or graphs_fused"
+       exit 2 ;;
   esac
   python3 tools/train.py "$CONFIG" --work-dir "/tmp/train_iteration_$variant" \
       --cfg-options "${COMMON[@]}" "${EXTRA[@]}" 2>&1 | grep -v "warn" \
