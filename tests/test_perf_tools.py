@@ -188,8 +188,11 @@ def test_compile_blocks_takes_a_compile_mode(monkeypatch):
     with pytest.raises(ValueError, match="compile_blocks must be True, False or a torch.compile "
                                          "mode of .*'reduce-overhead'.*, got 'fast'"):
         PatchViT(arch=VIT, patch_size=8, img_size=32, compile_blocks='fast')
-    with pytest.raises(ValueError, match="'reduce-overhead' .* not supported with with_cp"):
-        PatchViT(arch=VIT, patch_size=8, img_size=32, compile_blocks='reduce-overhead', with_cp=True)
+    for mode in ('reduce-overhead', 'max-autotune'):  # the modes with CUDA graphs
+        with pytest.raises(ValueError, match=f"'{mode}' .* not supported with with_cp"):
+            PatchViT(arch=VIT, patch_size=8, img_size=32, compile_blocks=mode, with_cp=True)
+    PatchViT(arch=VIT, patch_size=8, img_size=32, compile_blocks='max-autotune-no-cudagraphs',
+             with_cp=True)
 
 
 # ------------------------------------------------------------------ tools

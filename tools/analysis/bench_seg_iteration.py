@@ -60,8 +60,8 @@ same points), medians: a phase whose GPU time is about its host time kept the GP
 import argparse
 import copy
 import os
-import time
 import statistics
+import time
 import traceback
 
 import cv2

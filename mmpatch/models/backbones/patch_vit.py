@@ -80,8 +80,9 @@ def _call_block(block, x):
     return block(x)
 
 
-# torch.compile modes ``compile_blocks`` takes; 'reduce-overhead' adds CUDA graphs
+# torch.compile modes ``compile_blocks`` takes, and those that replay CUDA graphs
 COMPILE_MODES = ('default', 'reduce-overhead', 'max-autotune', 'max-autotune-no-cudagraphs')
+CUDA_GRAPH_MODES = ('reduce-overhead', 'max-autotune')
 
 
 @functools.lru_cache(maxsize=None)
@@ -201,10 +202,11 @@ class PatchViT(PlainBackbone):
         compile_blocks: ``torch.compile`` each block for training steps on CUDA
             (fuses norms, activations, bias and residual adds); evaluation and CPU
             inputs run eagerly. Needs Triton on the GPU machine. ``True`` (mode
-            'default') or a mode of ``COMPILE_MODES``: 'reduce-overhead' replays each
-            block as a CUDA graph (no per-kernel launch cost on the host; not with
-            ``with_cp``); each training forward then starts a new step of the graphs,
-            whose outputs from the step before are overwritten (one forward per step).
+            'default') or a mode of ``COMPILE_MODES``: 'reduce-overhead' (and
+            'max-autotune') replay each block as a CUDA graph (no per-kernel launch cost on
+            the host; not with ``with_cp``); each training forward then starts a new step of
+            the graphs, which overwrites the outputs of the forward before (one forward per
+            training step).
         init_cfg: ``dict(type='Pretrained', checkpoint=PATH, prefix=None)``
             loads timm / DeiT / mmpatch weights strictly (see ``load_pretrained``).
     """
@@ -220,10 +222,10 @@ class PatchViT(PlainBackbone):
         if compile_blocks not in (True, False) + COMPILE_MODES:
             raise ValueError(f'compile_blocks must be True, False or a torch.compile mode of '
                              f'{COMPILE_MODES}, got {compile_blocks!r}')
-        if with_cp and compile_blocks == 'reduce-overhead':
-            raise ValueError("compile_blocks='reduce-overhead' (CUDA graphs) is not supported "
-                             "with with_cp (the checkpoint would replay the graphs inside the "
-                             "backward; not tried); use compile_blocks=True")
+        if with_cp and compile_blocks in CUDA_GRAPH_MODES:
+            raise ValueError(f'compile_blocks={compile_blocks!r} (CUDA graphs) is not supported '
+                             f'with with_cp (the checkpoint would replay the graphs inside the '
+                             f'backward; not tried); use compile_blocks=True')
         self.embed_dims = settings['embed_dims']
         self.num_layers = settings['num_layers']
         self.num_heads = settings['num_heads']
@@ -293,8 +295,8 @@ class PatchViT(PlainBackbone):
         x, hw = self._embed(x)
         backends = resolve_sdpa_backends(self.attn_backend, x, self.embed_dims // self.num_heads)
         call = self._block_call(x)
-        if call is not _call_block and self.compile_blocks == 'reduce-overhead':
-            torch.compiler.cudagraph_mark_step_begin()  # one forward per step: earlier outputs go
+        if call is not _call_block and self.compile_blocks in CUDA_GRAPH_MODES:
+            torch.compiler.cudagraph_mark_step_begin()  # the last forward's outputs may go
         checkpointing = self.with_cp and self.training and torch.is_grad_enabled()
         cp_kwargs = self._checkpoint_kwargs(call) if checkpointing else None
         maps = {}

@@ -17,9 +17,9 @@ class StackedSegDataPreProcessor(SegDataPreProcessor):
     normalised and padded as one tensor, its label maps padded as one; any other batch (lists
     of images, edge or depth maps, inference) goes through mmseg's per-sample code.
 
-    ``non_blocking`` (default True, mmseg's is False): the copies to the GPU do not wait for
-    the copy to finish (stream-ordered; with the loader's ``pin_memory`` the host goes on at
-    once, so the GPU is not idle while it copies).
+    ``non_blocking`` (default True; mmseg's is False): the host does not wait for the copies
+    to the GPU (they are stream-ordered, so the model still reads the copied data; from the
+    loader's pinned memory they run while the host goes on).
     """
 
     def __init__(self, *args, non_blocking: bool = True, **kwargs):

@@ -5,16 +5,16 @@ cross-entropy there. At 512 x 512, 150 classes, batch 16 that is a 629 M-element
 written, cast to float32, log-softmaxed and read again by the backward. Here the logits are
 interpolated along H by a small matrix product (N, C, H, w); a Triton kernel
 (``upsample_ce_kernel.py``), one program per BLOCK_X pixels of an image row, interpolates along
-W from each pixel's two source columns, takes the loss, the argmax and the loss's gradient pixel
-by pixel (classes in chunks, online log-sum-exp) and reduces that gradient onto the block's
-source columns; one more matrix product takes it back to (N, C, h, w). The loss is the last op
+W (a product with the few source columns the block reads), takes the loss, the argmax and the
+loss's gradient pixel by pixel (classes in chunks, online log-sum-exp) and reduces that gradient
+onto those source columns; one more matrix product takes it back to (N, C, h, w). The loss is the last op
 of the graph, so its gradient is computed in the forward.
 
 The value is mmseg's ``CrossEntropyLoss`` (softmax, ``reduction='mean'``, no class weights) of
 ``F.interpolate(logits, label.shape[-2:], mode='bilinear')``, and the accuracy is
-``pixel_accuracy``'s, in float32. The gradient's reduction runs in full fp32 for fp32 logits and
-on tensor cores (tf32) for bf16 / fp16 logits (``dot_precision``): finer than the bf16 rounding
-of the unfused path under autocast. Its atomic adds make the gradient's last bits depend on the
+``pixel_accuracy``'s, in float32. The kernel's products run in full fp32 for fp32 logits and on
+tensor cores (tf32) for bf16 / fp16 logits (``dot_precision``): finer than the bf16 rounding of
+the unfused path under autocast. Its atomic adds make the gradient's last bits depend on the
 order of the blocks, as ``F.interpolate``'s own backward does.
 """
 import os
