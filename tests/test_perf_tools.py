@@ -1,4 +1,5 @@
 """FLOP counter vs analytic formulas, SDPA kernel choice, PatchViT speed flags, benchmark smoke tests."""
+import copy
 import math
 import runpy
 import types
@@ -260,6 +261,61 @@ def test_seg_iteration_cpu_smoke(tmp_path, monkeypatch):
     stacked = (tmp_path / 'seg_iteration_profile_end_to_end_stacked.txt').read_text()
     assert '3 end_to_end_stacked steps' in stacked
     assert '3 backbone steps' in (tmp_path / 'seg_iteration_profile_backbone.txt').read_text()
+
+
+def test_seg_iteration_rows_filter(tmp_path):
+    rows = load_tool('tools/analysis/bench_seg_iteration.py')['main'](
+        ['--device', 'cpu', '--tiny', '--rows', 'segmentor_stacked', 'end_to_end_stacked_fused',
+         '--out', str(tmp_path)])
+    assert [r['what'] for r in rows] == ['loader', 'backbone', 'segmentor_stacked',
+                                        'end_to_end_stacked_fused']
+
+
+def test_timeline_phases_are_mmengines_train_step():
+    # the timeline times BaseModel.train_step phase by phase: same update, same loss
+    tool = load_tool('tools/analysis/bench_seg_iteration.py')
+    from mmengine.optim import build_optim_wrapper
+    from mmengine.registry import init_default_scope
+    from mmseg.registry import MODELS
+    init_default_scope('mmseg')
+    cfg = tool['segmentor_cfg'](tool['TINY']['arch'], 8, 32, compile_blocks=False)
+    items = [dict(inputs=torch.randint(0, 256, (3, 32, 32), dtype=torch.uint8),
+                  data_samples=_seg_sample(torch.randint(0, 150, (1, 32, 32)))) for _ in range(2)]
+    params = []
+    for run in ('train_step', 'phases'):
+        torch.manual_seed(0)
+        model = MODELS.build(cfg)
+        model.init_weights()
+        model.train()
+        optim_wrapper = build_optim_wrapper(model, tool['schedule_optim_cfg'](False))
+        batch = tool['pseudo_collate'](copy.deepcopy(items))
+        if run == 'train_step':
+            model.train_step(batch, optim_wrapper)
+        else:
+            phases = []
+            tool['train_step_phases'](model, optim_wrapper, batch, phases.append)
+            assert phases == ['preprocess', 'forward_and_loss', 'parse_losses', 'backward',
+                              'optimizer', 'loss_read']
+        params.append([p.detach().clone() for p in model.parameters()])
+    for a, b in zip(*params, strict=True):
+        torch.testing.assert_close(a, b)
+    assert not all(torch.equal(a, b) for a, b in zip(params[0], _initial_params(cfg)))  # trained
+
+
+def _seg_sample(label):
+    from mmengine.structures import PixelData
+    from mmseg.structures import SegDataSample
+    sample = SegDataSample(gt_sem_seg=PixelData(data=label))
+    sample.set_metainfo(dict(img_shape=tuple(label.shape[-2:]), ori_shape=tuple(label.shape[-2:])))
+    return sample
+
+
+def _initial_params(cfg):
+    from mmseg.registry import MODELS
+    torch.manual_seed(0)
+    model = MODELS.build(cfg)
+    model.init_weights()
+    return [p.detach().clone() for p in model.parameters()]
 
 
 def test_seg_iteration_broken_loss_path_costs_only_its_row(tmp_path, monkeypatch):
