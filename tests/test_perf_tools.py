@@ -356,3 +356,4 @@ def test_check_fused_ce_cpu_smoke(tmp_path):
         assert check[name]['grad_max_abs_err'] < 10 * tolerance * check[name]['grad_max_abs']
     assert 'fused_tf32' in (tmp_path / 'fused_ce.md').read_text()
     assert 'loss_rel_err' in rows[2] and 'loss_rel_err' not in rows[0]  # measured for fused only
+    assert 'loss_rel_err' not in rows[4] and rows[4]['tuned']  # not measured at tuned settings
