@@ -189,6 +189,8 @@ def test_compile_blocks_takes_a_compile_mode(monkeypatch):
     with pytest.raises(ValueError, match="compile_blocks must be True, False or a torch.compile "
                                          "mode of .*'reduce-overhead'.*, got 'fast'"):
         PatchViT(arch=VIT, patch_size=8, img_size=32, compile_blocks='fast')
+    with pytest.raises(ValueError, match='got 1'):  # a flag, not an int
+        PatchViT(arch=VIT, patch_size=8, img_size=32, compile_blocks=1)
     for mode in ('reduce-overhead', 'max-autotune'):  # the modes with CUDA graphs
         with pytest.raises(ValueError, match=f"'{mode}' .* not supported with with_cp"):
             PatchViT(arch=VIT, patch_size=8, img_size=32, compile_blocks=mode, with_cp=True)

@@ -209,13 +209,18 @@ def segmentor_step(model, optim_wrapper, next_batch, preprocessor, fast_loss=Tru
     unread = []
 
     def step():
-        model.decode_head.fast_loss = fast_loss
-        model.data_preprocessor = preprocessor
+        use(model, preprocessor, fast_loss)
         log_vars = model.train_step(next_batch(), optim_wrapper)
         unread.append(log_vars['loss'])
         while len(unread) > (0 if sync else 1):
             unread.pop(0).item()
     return step
+
+
+def use(model, preprocessor, fast_loss):
+    """Set the data preprocessor and the head's ``fast_loss`` on the model the rows share."""
+    model.decode_head.fast_loss = fast_loss
+    model.data_preprocessor = preprocessor
 
 
 def train_step_phases(model, optim_wrapper, data, mark):
@@ -515,8 +520,7 @@ def main(argv=None):
 def segmentor_phases(model, optim_wrapper, batch, preprocessor, fast_loss):
     """``run_phases(mark)`` for ``phase_timeline``: one ``train_step`` on ``batch``."""
     def run_phases(mark):
-        model.decode_head.fast_loss = fast_loss
-        model.data_preprocessor = preprocessor
+        use(model, preprocessor, fast_loss)
         train_step_phases(model, optim_wrapper, batch, mark)
     return run_phases
 

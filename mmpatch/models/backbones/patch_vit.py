@@ -219,7 +219,7 @@ class PatchViT(PlainBackbone):
         settings = parse_arch(arch)
         if attn_backend not in ATTN_BACKENDS:
             raise ValueError(f'attn_backend must be one of {ATTN_BACKENDS}, got {attn_backend!r}')
-        if compile_blocks not in (True, False) + COMPILE_MODES:
+        if not (isinstance(compile_blocks, bool) or compile_blocks in COMPILE_MODES):
             raise ValueError(f'compile_blocks must be True, False or a torch.compile mode of '
                              f'{COMPILE_MODES}, got {compile_blocks!r}')
         if with_cp and compile_blocks in CUDA_GRAPH_MODES:
@@ -236,7 +236,7 @@ class PatchViT(PlainBackbone):
         self.with_cp = with_cp
         self.cp_save_attention = cp_save_attention
         self.attn_backend = attn_backend
-        self.compile_blocks = compile_blocks
+        self.compile_blocks = 'default' if compile_blocks is True else compile_blocks  # or False
         self.final_norm = final_norm
         self.num_prefix_tokens = 1 if with_cls_token else 0
 
@@ -280,8 +280,7 @@ class PatchViT(PlainBackbone):
     def _block_call(self, x):
         """``block(x)``, compiled or eager (see ``compile_blocks``)."""
         if self.compile_blocks and self.training and x.is_cuda:
-            return compiled_block_call('default' if self.compile_blocks is True
-                                       else self.compile_blocks)
+            return compiled_block_call(self.compile_blocks)
         return _call_block
 
     def _checkpoint_kwargs(self, call):

@@ -33,7 +33,7 @@ class StackedSegDataPreProcessor(SegDataPreProcessor):
             return super().forward(self._unstacked(data), training)
         data = self.cast_data(data)
         inputs, samples = data['inputs'], data['data_samples']
-        shapes = data.pop('img_shapes', None) or [tuple(inputs.shape[-2:])] * len(inputs)
+        shapes = _image_shapes(data)
         stacked = data.pop('gt_sem_seg', None)
         seg = None if stacked is None else stacked['data'].to(stacked['dtype'])
         if self.channel_conversion and inputs.size(1) == 3:
@@ -65,10 +65,9 @@ class StackedSegDataPreProcessor(SegDataPreProcessor):
         """A stacked batch as ``pseudo_collate`` gives it: per-sample images and label maps,
         each cut to its image's size (mmseg's code path)."""
         data = dict(data)
-        inputs, shapes = data['inputs'], data.pop('img_shapes', None)
+        inputs, shapes = data['inputs'], _image_shapes(data)
         if not torch.is_tensor(inputs):
             return data
-        shapes = shapes or [tuple(inputs.shape[-2:])] * len(inputs)
         stacked = data.pop('gt_sem_seg', None)
         if stacked is not None:
             seg = stacked['data'].to(stacked['dtype'])
@@ -88,6 +87,14 @@ class StackedSegDataPreProcessor(SegDataPreProcessor):
             return tuple(max(s, t) for s, t in zip(hw, self.size[-2:]))
         divisor = max(self.size_divisor, 1)
         return tuple(-(-s // divisor) * divisor for s in hw)
+
+
+def _image_shapes(data):
+    """Each image's (h, w), taken out of ``data``: ``img_shapes``, else the stack's size."""
+    shapes, inputs = data.pop('img_shapes', None), data['inputs']
+    if shapes is None and torch.is_tensor(inputs):  # e.g. default_collate: one size
+        shapes = [tuple(inputs.shape[-2:])] * len(inputs)
+    return shapes
 
 
 def _pad_each(batch, shapes, target, value):

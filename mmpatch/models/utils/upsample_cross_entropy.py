@@ -46,7 +46,7 @@ def fused_ce_supported(logits: Tensor, out_w: int, align_corners: bool = False) 
     columns reading at most MAX_SPAN source columns (an upsample, e.g. ViT p16's 32 -> 512)."""
     if not (logits.is_cuda or (logits.device.type == 'cpu' and interpreter_on())):
         return False
-    return _column_taps(out_w, logits.shape[-1], align_corners, 'cpu', BLOCK_X)[-1] <= MAX_SPAN
+    return _span(out_w, logits.shape[-1], align_corners) <= MAX_SPAN
 
 
 def dot_precision(dtype: torch.dtype) -> str:
@@ -71,7 +71,7 @@ def upsample_cross_entropy(logits: Tensor, label: Tensor, align_corners: bool = 
     if logits.dim() != 4 or label.dim() != 3 or logits.shape[0] != label.shape[0]:
         raise ValueError(f'upsample_cross_entropy takes (N, C, h, w) logits and (N, H, W) labels, '
                          f'got {tuple(logits.shape)} and {tuple(label.shape)}')
-    span = _column_taps(label.shape[-1], logits.shape[-1], align_corners, 'cpu', BLOCK_X)[-1]
+    span = _span(label.shape[-1], logits.shape[-1], align_corners)
     if span > MAX_SPAN:
         raise ValueError(f'upsample_cross_entropy reads at most {MAX_SPAN} source columns per '
                          f'{BLOCK_X} output pixels: width {logits.shape[-1]} -> '
@@ -119,6 +119,11 @@ class _UpsampleCrossEntropy(torch.autograd.Function):
 def _block(size):
     """``size`` rounded up to a power of 2, at least 16 (``tl.dot``'s smallest dimension)."""
     return max(16, 1 << (size - 1).bit_length())
+
+
+def _span(out_w, in_w, align_corners):
+    """Source columns the widest block of BLOCK_X output columns reads."""
+    return _column_taps(out_w, in_w, align_corners, 'cpu', BLOCK_X)[-1]
 
 
 @lru_cache(maxsize=32)
