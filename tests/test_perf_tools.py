@@ -235,6 +235,7 @@ def test_seg_iteration_cpu_smoke(tmp_path, monkeypatch):
                                         'segmentor_fused_loss', 'segmentor_batch_on_gpu',
                                         'segmentor_one_group', 'segmentor_stacked',
                                         'segmentor_stacked_fused', 'segmentor_stacked_no_sync',
+                                        'segmentor_stacked_fused_no_sync',
                                         'end_to_end', 'end_to_end_stacked',
                                         'end_to_end_stacked_fused', 'end_to_end_file_system',
                                         'end_to_end_w1']
@@ -348,14 +349,36 @@ def test_check_fused_ce_cpu_smoke(tmp_path):
     rows, check = tool['main'](['--device', device, '--tiny', '--tune', '--out', str(tmp_path)])
     assert [r['path'] for r in rows] == ['mmseg', 'matmul', 'fused_ieee', 'fused_tf32'] + [
         'fused_tf32'] * len(tool['TUNE'])
-    assert [(r['block_x'], r['block_c'], r['warps']) for r in rows[4:]] == list(tool['TUNE'])
+    assert [(r['block_x'], r['block_c'], r['warps'], r['grad_write']) for r in rows[4:]] == \
+        list(tool['TUNE'])
     assert rows[0]['vs_mmseg'] == 1 and all(r['ms'] > 0 for r in rows)
     from mmpatch.models.utils import upsample_cross_entropy as fce
-    assert (fce.BLOCK_X, fce.BLOCK_C, fce.NUM_WARPS) == (rows[3]['block_x'], rows[3]['block_c'],
-                                                         rows[3]['warps'])  # restored
+    assert (fce.BLOCK_X, fce.BLOCK_C, fce.NUM_WARPS, fce.GRAD_WRITE) == (
+        rows[3]['block_x'], rows[3]['block_c'], rows[3]['warps'], rows[3]['grad_write'])  # restored
     for name, tolerance in (('fused_ieee', 1e-5), ('fused_tf32', 1e-3)):
         assert check[name]['loss_rel_err'] < tolerance and check[name]['acc_abs_err'] == 0
         assert check[name]['grad_max_abs_err'] < 10 * tolerance * check[name]['grad_max_abs']
     assert 'fused_tf32' in (tmp_path / 'fused_ce.md').read_text()
     assert 'loss_rel_err' in rows[2] and 'loss_rel_err' not in rows[0]  # measured for fused only
     assert 'loss_rel_err' not in rows[4] and rows[4]['tuned']  # not measured at tuned settings
+
+
+def test_gpu_gaps_names_the_host_frames_open_when_the_gpu_went_idle():
+    from mmpatch.utils.gpu_trace import gpu_gaps
+
+    def op(cat, name, ts, dur):
+        return dict(ph='X', cat=cat, name=name, ts=ts, dur=dur)
+    events = [op('kernel', 'gemm', 100, 50), op('gpu_memcpy', 'Memcpy HtoD', 140, 30),  # overlap
+              op('kernel', 'loss', 400, 10), op('kernel', 'adam', 430, 10),  # 20 us: not a gap
+              op('gpu_memset', 'Memset', 1000, 5),
+              op('python_function', 'train_step', 0, 2000),
+              op('python_function', 'preprocess', 160, 260),
+              op('python_function', 'item', 441, 500),  # opens after the second gap began
+              op('cpu_op', 'aten::copy_', 170, 10)]
+    gaps, idle = gpu_gaps(events, min_us=50)
+    assert [(g['start_us'], g['gap_us'], g['next_gpu_op']) for g in gaps] == [
+        (340, 560, 'Memset'), (70, 230, 'loss')]  # longest first, from the first GPU op
+    assert gaps[1]['host'] == ['train_step', 'preprocess']
+    assert gaps[0]['host'] == ['train_step']
+    assert idle == 790
+    assert gpu_gaps([], 50) == ([], 0)

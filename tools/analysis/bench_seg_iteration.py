@@ -34,6 +34,7 @@ Measures, for one segmentor (default: PatchViT-B p16, compiled blocks, + LinearH
 - ``segmentor_stacked_no_sync``: ``segmentor_stacked`` reading each iteration's loss only after
   the next iteration is launched (the host one iteration ahead, as without mmengine's per-iteration
   read): how much of the step is the GPU waiting for the host after each read;
+- ``segmentor_stacked_fused_no_sync``: the same for ``segmentor_stacked_fused``;
 - ``end_to_end_file_system``: ``end_to_end`` with PyTorch's 'file_system' sharing strategy in
   the workers (a diagnosis: no file-descriptor round trip per tensor, at the cost of the leak
   risk PyTorch documents; not what the configs use).
@@ -77,6 +78,7 @@ from torch.utils.data import DataLoader, Dataset
 from mmpatch.datasets import stack_seg_collate
 from mmpatch.models.backbones.patch_vit import COMPILE_MODES
 from mmpatch.utils.benchmark import markdown_table, median_step_seconds, write_csv
+from mmpatch.utils.gpu_trace import sync_points, trace_gaps
 
 DATASET_CFG = 'configs/_base_/datasets/ade20k.py'
 SCHEDULE_CFG = 'configs/_base_/schedules/ade20k_160k_adamw.py'
@@ -374,6 +376,10 @@ def parse_args(argv=None):
     parser.add_argument('--timeline', action='store_true',
                         help='also time each phase of the backbone and stacked segmentor steps, '
                              'host against GPU, in seg_iteration_timeline.md')
+    parser.add_argument('--waits', action='store_true',
+                        help='also find where the stacked fused steps make the GPU wait: '
+                             'synchronising calls (sync debug mode) and the GPU idle gaps of a '
+                             'profiler trace, in seg_iteration_waits.md (+ the traces)')
     parser.add_argument('--out', default=os.environ.get('OUT') or 'work_dirs/seg_iteration')
     return parser.parse_args(argv)
 
@@ -427,7 +433,10 @@ def main(argv=None):
         segmentor_stacked_fused=segmentor_step(model, optim_wrapper, lambda: fixed_stacked,
                                                stacked, fast_loss='fused'),
         segmentor_stacked_no_sync=segmentor_step(model, optim_wrapper, lambda: fixed_stacked,
-                                                 stacked, sync=False))
+                                                 stacked, sync=False),
+        segmentor_stacked_fused_no_sync=segmentor_step(model, optim_wrapper,
+                                                       lambda: fixed_stacked, stacked,
+                                                       fast_loss='fused', sync=False))
 
     def add_row(what, time_it, **extra):
         """A row of ``time_it()`` seconds; False (and an error row) where it raised."""
@@ -514,7 +523,34 @@ def main(argv=None):
             timed['segmentor_stacked_fused'] = segmentor_phases(model, optim_wrapper,
                                                                 fixed_stacked, stacked, 'fused')
         write_timeline(os.path.join(args.out, 'seg_iteration_timeline.md'), timed, cfg, device)
+    if args.waits and cuda:
+        it = loader_iter(dataset, batch, workers, device, **stacking)
+        for _ in range(workers):  # the workers' start is not traced
+            next(it)
+        live = segmentor_step(model, optim_wrapper, lambda: next(it), stacked, 'fused')
+        write_waits(args.out, dict(
+            (what, steps[what]) for what in ('segmentor_stacked_fused',
+                                             'segmentor_stacked_fused_no_sync') if what in steps),
+            end_to_end_stacked_fused=live)
+        del it
     return rows
+
+
+def write_waits(out, named_steps, **more_steps):
+    """``seg_iteration_waits.md``: per step, its synchronising calls (``sync_points``) and the
+    longest GPU idle gaps of a 3-step trace (``trace_gaps``; traces beside it)."""
+    lines = []
+    for what, step in dict(named_steps, **more_steps).items():
+        lines += [f'## {what}', '', '### synchronising calls (one step)', '']
+        for message, stack in sync_points(step):
+            lines += [f'- {message}', '', '```', stack.rstrip()[-2500:], '```', '']
+        gaps, idle = trace_gaps(step, os.path.join(out, f'trace_{what}.json'))
+        lines += ['', f'### GPU idle gaps >= 50 us over 3 steps: {idle / 1e3:.2f} ms in all', '',
+                  markdown_table([dict(g, host=' > '.join(g['host'])) for g in gaps[:15]],
+                                 ['start_us', 'gap_us', 'next_gpu_op', 'host']), '']
+    with open(os.path.join(out, 'seg_iteration_waits.md'), 'w') as f:
+        f.write('\n'.join(lines) + '\n')
+    print('\n'.join(lines)[-6000:])
 
 
 def segmentor_phases(model, optim_wrapper, batch, preprocessor, fast_loss):

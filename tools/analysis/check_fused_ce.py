@@ -79,8 +79,10 @@ def agreement(device, cfg):
             for name, (loss, acc, grad) in out.items()}
 
 
-# --tune: other launch settings of the kernel (BLOCK_X, BLOCK_C, NUM_WARPS), timed as fused_tf32
-TUNE = ((64, 16, 4), (128, 16, 4), (128, 32, 8), (32, 16, 4))
+# --tune: other launch settings of the kernel (BLOCK_X, BLOCK_C, NUM_WARPS, GRAD_WRITE), timed
+# as fused_tf32
+TUNE = ((64, 32, 4, 'parity'), (64, 16, 4, 'parity'), (128, 32, 8, 'parity'),
+        (128, 32, 4, 'atomic'), (128, 32, 4, 'parity'), (32, 32, 4, 'parity'))
 
 
 def timings(device, cfg, tune=False):
@@ -99,8 +101,8 @@ def timings(device, cfg, tune=False):
     for name, fast_loss in PATHS.items():
         add(name, fast_loss, **(launch_settings() if fast_loss == 'tf32' else {}))
     default = launch_settings()
-    for block_x, block_c, warps in TUNE if tune else ():
-        set_launch(block_x, block_c, warps)
+    for setting in TUNE if tune else ():
+        set_launch(*setting)
         try:
             add('fused_tf32', 'tf32', tuned=True, **launch_settings())
         finally:
@@ -111,11 +113,12 @@ def timings(device, cfg, tune=False):
 
 
 def launch_settings():
-    return dict(block_x=fce.BLOCK_X, block_c=fce.BLOCK_C, warps=fce.NUM_WARPS)
+    return dict(block_x=fce.BLOCK_X, block_c=fce.BLOCK_C, warps=fce.NUM_WARPS,
+                grad_write=fce.GRAD_WRITE)
 
 
-def set_launch(block_x, block_c, warps):
-    fce.BLOCK_X, fce.BLOCK_C, fce.NUM_WARPS = block_x, block_c, warps
+def set_launch(block_x, block_c, warps, grad_write):
+    fce.BLOCK_X, fce.BLOCK_C, fce.NUM_WARPS, fce.GRAD_WRITE = block_x, block_c, warps, grad_write
 
 
 def main(argv=None):
@@ -141,6 +144,7 @@ def main(argv=None):
     os.makedirs(args.out, exist_ok=True)
     write_csv(os.path.join(args.out, 'fused_ce.csv'), rows)
     text = markdown_table(rows, ['path', 'ms', 'vs_mmseg', 'block_x', 'block_c', 'warps',
+                                 'grad_write',
                                  'loss_rel_err', 'grad_max_abs_err', 'acc_abs_err', 'shape',
                                  'device'])
     with open(os.path.join(args.out, 'fused_ce.md'), 'w') as f:

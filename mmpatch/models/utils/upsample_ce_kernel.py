@@ -6,8 +6,10 @@ chunk of BLOCK_C classes is one coalesced (BLOCK_C, BLOCK_K) load, interpolated 
 product with the (BLOCK_X, BLOCK_K) weights. Classes are visited twice: first for the
 log-sum-exp, the label's logit and the argmax (online, as flash attention's softmax), then for
 the gradient (softmax - one-hot at labelled pixels), reduced onto the same source columns by
-the transposed product and added into ``grad_rows`` (atomics: neighbouring blocks share a
-column). Writes the block's loss sum and correct-pixel count. ``DOT_PRECISION``: Triton's
+the transposed product and added into ``grad_rows`` at the columns the block reads: by atomics
+(``ATOMIC``), as neighbouring blocks share a column, or by a plain read-add-write where the
+launch holds every other block only (``BLOCK_STEP`` 2, ``block_offset`` 0 then 1: blocks two
+apart share no column). Writes the block's loss sum and correct-pixel count. ``DOT_PRECISION``: Triton's
 ``input_precision`` of the products ('ieee': fp32 FMAs; 'tf32': tensor cores, inputs rounded
 to 10 mantissa bits).
 """
@@ -18,10 +20,12 @@ import triton.language as tl
 @triton.jit
 def upsample_ce_kernel(rows_ptr, label_ptr, lo_ptr, hi_ptr, a_ptr, b_ptr, k0_ptr,
                        grad_rows_ptr, loss_ptr, correct_ptr, C, H, W, w, ignore_index,
+                       blocks, block_offset,
                        BLOCK_C: tl.constexpr, BLOCK_X: tl.constexpr, BLOCK_K: tl.constexpr,
-                       DOT_PRECISION: tl.constexpr):
+                       DOT_PRECISION: tl.constexpr, BLOCK_STEP: tl.constexpr,
+                       ATOMIC: tl.constexpr):
     row = tl.program_id(0)  # n * H + y
-    block = tl.program_id(1)
+    block = tl.program_id(1) * BLOCK_STEP + block_offset
     n, y = row // H, row % H
     xs = block * BLOCK_X + tl.arange(0, BLOCK_X)
     in_x = xs < W
@@ -39,7 +43,7 @@ def upsample_ce_kernel(rows_ptr, label_ptr, lo_ptr, hi_ptr, a_ptr, b_ptr, k0_ptr
     wx = tl.where(ks[None, :] == lo[:, None], a[:, None], 0.0) + \
         tl.where(ks[None, :] == hi[:, None], b[:, None], 0.0)
     wx = tl.where(in_x[:, None], wx, 0.0)
-    in_k = ks < w
+    in_k = ks <= tl.max(tl.where(in_x, hi, 0), axis=0)  # the columns the block reads
 
     m = tl.full((BLOCK_X,), float('-inf'), tl.float32)  # running max
     s = tl.zeros((BLOCK_X,), dtype=tl.float32)  # running sum of exp(z - m)
@@ -58,7 +62,7 @@ def upsample_ce_kernel(rows_ptr, label_ptr, lo_ptr, hi_ptr, a_ptr, b_ptr, k0_ptr
         m = m_new
         z_label += tl.sum(tl.where(cs[:, None] == label[None, :], z, 0.0), axis=0)
     lse = m + tl.log(s)
-    out = row * tl.num_programs(1) + block
+    out = row * blocks + block
     tl.store(loss_ptr + out, tl.sum(tl.where(valid, lse - z_label, 0.0), axis=0))
     tl.store(correct_ptr + out, tl.sum((valid & (best_c == label)).to(tl.int32), axis=0))
 
@@ -68,8 +72,12 @@ def upsample_ce_kernel(rows_ptr, label_ptr, lo_ptr, hi_ptr, a_ptr, b_ptr, k0_ptr
         grad = tl.exp(z - lse[None, :]) - (cs[:, None] == label[None, :]).to(tl.float32)
         grad = tl.where((cs < C)[:, None] & valid[None, :], grad, 0.0)
         grad_k = tl.dot(grad, wx, input_precision=DOT_PRECISION)  # (BLOCK_C, BLOCK_K)
-        tl.atomic_add(grad_rows_ptr + base + cs[:, None] * (H * w) + ks[None, :], grad_k,
-                      mask=(cs < C)[:, None] & in_k[None, :], sem='relaxed')
+        at = grad_rows_ptr + base + cs[:, None] * (H * w) + ks[None, :]
+        mask = (cs < C)[:, None] & in_k[None, :]
+        if ATOMIC:
+            tl.atomic_add(at, grad_k, mask=mask, sem='relaxed')
+        else:
+            tl.store(at, tl.load(at, mask=mask, other=0.0) + grad_k, mask=mask)
 
 
 @triton.jit

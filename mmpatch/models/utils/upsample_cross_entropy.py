@@ -33,6 +33,10 @@ BLOCK_X = 64  # output pixels per program
 BLOCK_C = 32  # classes per step of a program's loops
 NUM_WARPS = 4
 MAX_SPAN = 64  # source columns a block of BLOCK_X output pixels may read
+# How blocks add their gradient into the shared source columns: 'atomic' (one launch), or
+# 'parity' (even blocks, then odd blocks: plain read-add-write; where blocks two apart share
+# no column, else atomic).
+GRAD_WRITE = 'atomic'
 
 
 def interpreter_on():
@@ -91,15 +95,20 @@ class _UpsampleCrossEntropy(torch.autograd.Function):
         with autocast_off(device.type):
             weights_h = device_bilinear_weights(H, h, align_corners, device, torch.float32)
             rows = torch.matmul(weights_h, logits.float()).contiguous()  # (N, C, H, w)
-            lo, hi, a, b, k0, span = _column_taps(W, w, align_corners, device, BLOCK_X)
+            lo, hi, a, b, k0, span, parity_safe = _column_taps(W, w, align_corners, device,
+                                                               BLOCK_X)
             grad_rows = torch.zeros_like(rows)
             blocks = k0.numel()
             loss_sums = torch.empty(n * H * blocks, device=device)
             correct = torch.empty(n * H * blocks, device=device, dtype=torch.int32)
-            upsample_ce_kernel[(n * H, blocks)](
-                rows, label.contiguous(), lo, hi, a, b, k0, grad_rows, loss_sums, correct,
-                c, H, W, w, ignore_index, BLOCK_C=BLOCK_C, BLOCK_X=BLOCK_X,
-                BLOCK_K=_block(span), DOT_PRECISION=precision, num_warps=NUM_WARPS)
+            label = label.contiguous()
+            step = 2 if GRAD_WRITE == 'parity' and parity_safe else 1
+            for offset in range(min(step, blocks)):
+                upsample_ce_kernel[(n * H, len(range(offset, blocks, step)))](
+                    rows, label, lo, hi, a, b, k0, grad_rows, loss_sums, correct,
+                    c, H, W, w, ignore_index, blocks, offset, BLOCK_C=BLOCK_C, BLOCK_X=BLOCK_X,
+                    BLOCK_K=_block(span), DOT_PRECISION=precision, BLOCK_STEP=step,
+                    ATOMIC=step == 1, num_warps=NUM_WARPS)
             labelled = (label != ignore_index).sum()
             # mmseg's weight_reduce_loss: sum / (avg_factor + eps)
             divisor = (labelled if avg_non_ignore else label.numel()) + torch.finfo(torch.float32).eps
@@ -123,20 +132,22 @@ def _block(size):
 
 def _span(out_w, in_w, align_corners):
     """Source columns the widest block of BLOCK_X output columns reads."""
-    return _column_taps(out_w, in_w, align_corners, 'cpu', BLOCK_X)[-1]
+    return _column_taps(out_w, in_w, align_corners, 'cpu', BLOCK_X)[-2]
 
 
 @lru_cache(maxsize=32)
 def _column_taps(out_w, in_w, align_corners, device, block_x):
     """Per output column its source columns ``lo``, ``hi`` (int32) and weights ``a``, ``b``
-    (float32); per block of ``block_x`` columns its first source column ``k0``; and the widest
-    block's source span. On ``device``, built once per shape."""
+    (float32); per block of ``block_x`` columns its first source column ``k0``; the widest
+    block's source span; and whether blocks two apart never share a column. On ``device``,
+    built once per shape."""
     lo, hi, frac = bilinear_taps(out_w, in_w, align_corners)
     starts = torch.arange(0, out_w, block_x)
-    k0 = lo[starts]  # lo does not decrease along the row
-    ends = torch.clamp(starts + block_x, max=out_w) - 1
-    span = int((hi[ends] - k0 + 1).max())
+    k0 = lo[starts]  # lo and hi do not decrease along the row
+    last = hi[torch.clamp(starts + block_x, max=out_w) - 1]
+    span = int((last - k0 + 1).max())
+    parity_safe = bool((k0[2:] > last[:-2]).all())
     as_device = dict(device=device)
     return (lo.to(torch.int32).to(**as_device), hi.to(torch.int32).to(**as_device),
             (1 - frac).float().to(**as_device), frac.float().to(**as_device),
-            k0.to(torch.int32).to(**as_device), span)
+            k0.to(torch.int32).to(**as_device), span, parity_safe)
