@@ -234,12 +234,13 @@ def test_seg_iteration_cpu_smoke(tmp_path, monkeypatch):
     assert [r['what'] for r in rows] == ['loader', 'backbone', 'segmentor', 'segmentor_mmseg_loss',
                                         'segmentor_fused_loss', 'segmentor_batch_on_gpu',
                                         'segmentor_one_group', 'segmentor_stacked',
-                                        'segmentor_stacked_fused', 'segmentor_stacked_no_sync',
-                                        'segmentor_stacked_fused_no_sync',
+                                        'segmentor_stacked_fused',
+                                        'segmentor_stacked_fused_prefetch',
                                         'end_to_end', 'end_to_end_stacked',
-                                        'end_to_end_stacked_fused', 'end_to_end_file_system',
-                                        'end_to_end_w1']
-    assert [r['workers'] for r in rows[-5:]] == [0, 0, 0, 0, 1]
+                                        'end_to_end_stacked_fused',
+                                        'end_to_end_stacked_fused_prefetch',
+                                        'end_to_end_file_system', 'end_to_end_w1']
+    assert [r['workers'] for r in rows[-6:]] == [0, 0, 0, 0, 0, 1]
     timeline = (tmp_path / 'seg_iteration_timeline.md').read_text()
     for what, phases in (('backbone', ('forward', 'backward', 'optimizer')),
                          ('segmentor_stacked_fused', ('preprocess', 'forward_and_loss',
@@ -366,15 +367,16 @@ def test_check_fused_ce_cpu_smoke(tmp_path):
 def test_gpu_gaps_names_the_host_frames_open_when_the_gpu_went_idle():
     from mmpatch.utils.gpu_trace import gpu_gaps
 
-    def op(cat, name, ts, dur):
-        return dict(ph='X', cat=cat, name=name, ts=ts, dur=dur)
+    def op(cat, name, ts, dur, tid=1):
+        return dict(ph='X', cat=cat, name=name, ts=ts, dur=dur, tid=tid)
     events = [op('kernel', 'gemm', 100, 50), op('gpu_memcpy', 'Memcpy HtoD', 140, 30),  # overlap
               op('kernel', 'loss', 400, 10), op('kernel', 'adam', 430, 10),  # 20 us: not a gap
               op('gpu_memset', 'Memset', 1000, 5),
               op('python_function', 'train_step', 0, 2000),
               op('python_function', 'preprocess', 160, 260),
               op('python_function', 'item', 441, 500),  # opens after the second gap began
-              op('cpu_op', 'aten::copy_', 170, 10)]
+              op('cpu_op', 'aten::copy_', 170, 10),
+              op('python_function', 'pin_memory', 100, 900, tid=2)]  # another thread
     gaps, idle = gpu_gaps(events, min_us=50)
     assert [(g['start_us'], g['gap_us'], g['next_gpu_op']) for g in gaps] == [
         (340, 560, 'Memset'), (70, 230, 'loss')]  # longest first, from the first GPU op

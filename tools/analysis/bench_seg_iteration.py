@@ -31,10 +31,9 @@ Measures, for one segmentor (default: PatchViT-B p16, compiled blocks, + LinearH
   ``SegDataPreProcessor``;
 - ``segmentor_stacked_fused`` / ``end_to_end_stacked_fused``: the stacked rows with
   ``LinearHead(fast_loss='fused')`` (the kernel's products on tensor cores for bf16 logits);
-- ``segmentor_stacked_no_sync``: ``segmentor_stacked`` reading each iteration's loss only after
-  the next iteration is launched (the host one iteration ahead, as without mmengine's per-iteration
-  read): how much of the step is the GPU waiting for the host after each read;
-- ``segmentor_stacked_fused_no_sync``: the same for ``segmentor_stacked_fused``;
+- ``segmentor_stacked_fused_prefetch`` / ``end_to_end_stacked_fused_prefetch``: the fused rows
+  with the next batch taken and preprocessed before the loss is read (``PrefetchBatchHook``, the
+  ADE20K configs' setting), so its host work overlaps the GPU's backward;
 - ``end_to_end_file_system``: ``end_to_end`` with PyTorch's 'file_system' sharing strategy in
   the workers (a diagnosis: no file-descriptor round trip per tensor, at the cost of the leak
   risk PyTorch documents; not what the configs use).
@@ -204,18 +203,22 @@ def backbone_step(backbone, batch, crop, device, optimizer_cfg):
     return step
 
 
-def segmentor_step(model, optim_wrapper, next_batch, preprocessor, fast_loss=True, sync=True):
+def segmentor_step(model, optim_wrapper, next_batch, preprocessor, fast_loss=True,
+                   prefetch=False):
     """``model.train_step`` with this data preprocessor and the head's ``fast_loss`` (both set
-    on the model at each step: the rows share one model). The loss is read back at the end of
-    the step (``sync``), as mmengine's RuntimeInfoHook does every iteration, or one step later."""
-    unread = []
+    on the model at each step: the rows share one model); the loss read back at the end of the
+    step, as mmengine's RuntimeInfoHook does every iteration. ``prefetch``: as
+    ``PrefetchBatchHook``, the next batch is taken and preprocessed before that read."""
+    ahead = []
 
     def step():
         use(model, preprocessor, fast_loss)
-        log_vars = model.train_step(next_batch(), optim_wrapper)
-        unread.append(log_vars['loss'])
-        while len(unread) > (0 if sync else 1):
-            unread.pop(0).item()
+        log_vars = model.train_step(ahead.pop() if ahead else next_batch(), optim_wrapper)
+        if prefetch:
+            ahead.append(next_batch())
+            with optim_wrapper.optim_context(model):
+                preprocessor.prefetch(ahead[-1])
+        log_vars['loss'].item()
     return step
 
 
@@ -281,10 +284,12 @@ def loader_iter(dataset, batch, workers, device, collate_fn=pseudo_collate, shar
         torch.multiprocessing.set_sharing_strategy(before)
 
 
-def end_to_end_seconds(model, optim_wrapper, it, workers, device, cfg, preprocessor, fast_loss):
+def end_to_end_seconds(model, optim_wrapper, it, workers, device, cfg, preprocessor, fast_loss,
+                       prefetch=False):
     """Median ``train_step`` on fresh batches from ``it`` (a loader of ``workers`` workers,
     shut down on return); the warm-up covers the workers' start (one batch each)."""
-    step = segmentor_step(model, optim_wrapper, lambda: next(it), preprocessor, fast_loss)
+    step = segmentor_step(model, optim_wrapper, lambda: next(it), preprocessor, fast_loss,
+                          prefetch)
     return median_step_seconds(step, max(cfg['warmup'], workers), cfg['steps'], device)
 
 
@@ -432,11 +437,9 @@ def main(argv=None):
         segmentor_stacked=segmentor_step(model, optim_wrapper, lambda: fixed_stacked, stacked),
         segmentor_stacked_fused=segmentor_step(model, optim_wrapper, lambda: fixed_stacked,
                                                stacked, fast_loss='fused'),
-        segmentor_stacked_no_sync=segmentor_step(model, optim_wrapper, lambda: fixed_stacked,
-                                                 stacked, sync=False),
-        segmentor_stacked_fused_no_sync=segmentor_step(model, optim_wrapper,
-                                                       lambda: fixed_stacked, stacked,
-                                                       fast_loss='fused', sync=False))
+        segmentor_stacked_fused_prefetch=segmentor_step(model, optim_wrapper,
+                                                        lambda: fixed_stacked, stacked,
+                                                        fast_loss='fused', prefetch=True))
 
     def add_row(what, time_it, **extra):
         """A row of ``time_it()`` seconds; False (and an error row) where it raised."""
@@ -466,6 +469,7 @@ def main(argv=None):
     end_to_end_rows = [('end_to_end', workers, {}, plain, True),
                        ('end_to_end_stacked', workers, stacking, stacked, True),
                        ('end_to_end_stacked_fused', workers, stacking, stacked, 'fused'),
+                       ('end_to_end_stacked_fused_prefetch', workers, stacking, stacked, 'fused'),
                        ('end_to_end_file_system', workers, dict(sharing='file_system'), plain,
                         True)] + [
         (f'end_to_end_w{n}', n, {}, plain, True) for n in args.end_to_end_workers]
@@ -474,7 +478,8 @@ def main(argv=None):
             continue
         it = loader_iter(dataset, batch, n, device, **loader_args)
         add_row(what, lambda: end_to_end_seconds(model, optim_wrapper, it, n, device, cfg,
-                                                 preprocessor, fast_loss), workers=n)
+                                                 preprocessor, fast_loss,
+                                                 prefetch=what.endswith('_prefetch')), workers=n)
         del it
     reference = rows[1]['ms_per_iter']
     for row in rows[1:]:
@@ -524,33 +529,33 @@ def main(argv=None):
                                                                 fixed_stacked, stacked, 'fused')
         write_timeline(os.path.join(args.out, 'seg_iteration_timeline.md'), timed, cfg, device)
     if args.waits and cuda:
-        it = loader_iter(dataset, batch, workers, device, **stacking)
+        lines = []
+        for what in ('segmentor_stacked_fused', 'segmentor_stacked_fused_prefetch'):
+            if what in steps:
+                lines += waits(what, steps[what], args.out)
+        it = loader_iter(dataset, batch, workers, device, **stacking)  # after: its threads
         for _ in range(workers):  # the workers' start is not traced
             next(it)
-        live = segmentor_step(model, optim_wrapper, lambda: next(it), stacked, 'fused')
-        write_waits(args.out, dict(
-            (what, steps[what]) for what in ('segmentor_stacked_fused',
-                                             'segmentor_stacked_fused_no_sync') if what in steps),
-            end_to_end_stacked_fused=live)
+        lines += waits('end_to_end_stacked_fused_prefetch', segmentor_step(
+            model, optim_wrapper, lambda: next(it), stacked, 'fused', prefetch=True), args.out)
         del it
+        with open(os.path.join(args.out, 'seg_iteration_waits.md'), 'w') as f:
+            f.write('\n'.join(lines) + '\n')
+        print('\n'.join(lines)[-6000:])
     return rows
 
 
-def write_waits(out, named_steps, **more_steps):
-    """``seg_iteration_waits.md``: per step, its synchronising calls (``sync_points``) and the
-    longest GPU idle gaps of a 3-step trace (``trace_gaps``; traces beside it)."""
-    lines = []
-    for what, step in dict(named_steps, **more_steps).items():
-        lines += [f'## {what}', '', '### synchronising calls (one step)', '']
-        for message, stack in sync_points(step):
-            lines += [f'- {message}', '', '```', stack.rstrip()[-2500:], '```', '']
-        gaps, idle = trace_gaps(step, os.path.join(out, f'trace_{what}.json'))
-        lines += ['', f'### GPU idle gaps >= 50 us over 3 steps: {idle / 1e3:.2f} ms in all', '',
-                  markdown_table([dict(g, host=' > '.join(g['host'])) for g in gaps[:15]],
-                                 ['start_us', 'gap_us', 'next_gpu_op', 'host']), '']
-    with open(os.path.join(out, 'seg_iteration_waits.md'), 'w') as f:
-        f.write('\n'.join(lines) + '\n')
-    print('\n'.join(lines)[-6000:])
+def waits(what, step, out):
+    """Markdown lines for ``seg_iteration_waits.md``: the step's synchronising calls
+    (``sync_points``) and the longest GPU idle gaps of a 3-step trace (``trace_gaps``; the
+    trace beside it)."""
+    lines = [f'## {what}', '', '### synchronising calls (one step)', '']
+    for message, stack in sync_points(step):
+        lines += [f'- {message}', '', '```', stack.rstrip()[-2500:], '```', '']
+    gaps, idle = trace_gaps(step, os.path.join(out, f'trace_{what}.json'))
+    return lines + ['', f'### GPU idle gaps >= 50 us over 3 steps: {idle / 1e3:.2f} ms in all', '',
+                    markdown_table([dict(g, host=' > '.join(g['host'])) for g in gaps[:15]],
+                                   ['start_us', 'gap_us', 'next_gpu_op', 'host']), '']
 
 
 def segmentor_phases(model, optim_wrapper, batch, preprocessor, fast_loss):

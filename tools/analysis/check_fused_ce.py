@@ -81,8 +81,9 @@ def agreement(device, cfg):
 
 # --tune: other launch settings of the kernel (BLOCK_X, BLOCK_C, NUM_WARPS, GRAD_WRITE), timed
 # as fused_tf32
-TUNE = ((64, 32, 4, 'parity'), (64, 16, 4, 'parity'), (128, 32, 8, 'parity'),
-        (128, 32, 4, 'atomic'), (128, 32, 4, 'parity'), (32, 32, 4, 'parity'))
+TUNE = ((128, 32, 4, 'atomic'), (128, 32, 8, 'atomic'), (128, 16, 4, 'atomic'),
+        (128, 64, 8, 'atomic'), (256, 32, 4, 'atomic'), (256, 32, 8, 'atomic'),
+        (256, 16, 4, 'atomic'), (256, 32, 8, 'parity'))
 
 
 def timings(device, cfg, tune=False):

@@ -7,7 +7,9 @@
 #   mmseg:          mmseg's batches (pseudo_collate + SegDataPreProcessor);
 #   compiled:       stacked, with torch.compile'd backbone blocks (compile_blocks=True);
 #   compiled_fused: compiled, with the fused resize + cross-entropy loss (fast_loss='fused');
-#   graphs_fused:   compiled_fused, the blocks as CUDA graphs (compile_blocks='reduce-overhead').
+#   graphs_fused:   compiled_fused, the blocks as CUDA graphs (compile_blocks='reduce-overhead');
+#   graphs_fused_no_prefetch: graphs_fused without the configs' PrefetchBatchHook.
+# (mmseg's SegDataPreProcessor cannot prefetch: the mmseg variant runs without the hook.)
 #   source .device-kit/setup.sh && VARIANTS="stacked compiled" \
 #       bash tools/analysis/device_train_iteration.sh [CONFIG [BATCH [ITERS [WORKERS]]]]
 # Data: an ADE20K-layout toy set, 512 x 512, 150 classes (tools/data/make_toy.py), under /tmp.
@@ -32,12 +34,15 @@ for variant in ${VARIANTS:-stacked mmseg}; do
   case $variant in
     stacked) EXTRA=() ;;
     mmseg) EXTRA=("train_dataloader.collate_fn.type=pseudo_collate"
-                  "model.data_preprocessor.type=SegDataPreProcessor") ;;
+                  "model.data_preprocessor.type=SegDataPreProcessor" "custom_hooks=[]") ;;
     compiled) EXTRA=("model.backbone.compile_blocks=True") ;;
     compiled_fused) EXTRA=("model.backbone.compile_blocks=True" "model.decode_head.fast_loss=fused") ;;
     graphs_fused) EXTRA=("model.backbone.compile_blocks=reduce-overhead"
                          "model.decode_head.fast_loss=fused") ;;
-    *) echo "unknown variant '$variant': stacked, mmseg, compiled, compiled_fused or graphs_fused"
+    graphs_fused_no_prefetch) EXTRA=("model.backbone.compile_blocks=reduce-overhead"
+                                     "model.decode_head.fast_loss=fused" "custom_hooks=[]") ;;
+    *) echo "unknown variant '$variant': stacked, mmseg, compiled, compiled_fused, graphs_fused" \
+            "or graphs_fused_no_prefetch"
        exit 2 ;;
   esac
   python3 tools/train.py "$CONFIG" --work-dir "/tmp/train_iteration_$variant" \

@@ -16,3 +16,7 @@ train_dataloader = dict(dataset=dict(type='CheckedADE20KDataset'),
                         collate_fn=dict(type='stack_seg_collate'), pin_memory=True)
 val_dataloader = dict(dataset=dict(type='CheckedADE20KDataset'))
 test_dataloader = val_dataloader
+# PrefetchBatchHook: each iteration's next batch is taken and preprocessed before mmengine reads
+# the losses back, so its host work and copies overlap the GPU (needs IterBasedTrainLoop and
+# StackedSegDataPreProcessor; mmpatch/engine/prefetch_batch_hook.py).
+custom_hooks = [dict(type='PrefetchBatchHook')]

@@ -20,13 +20,25 @@ class StackedSegDataPreProcessor(SegDataPreProcessor):
     ``non_blocking`` (default True; mmseg's is False): the host does not wait for the copies
     to the GPU (they are stream-ordered, so the model still reads the copied data; from the
     loader's pinned memory they run while the host goes on).
+
+    ``prefetch(data)`` prepares a training batch ahead of time (``PrefetchBatchHook``): the
+    next ``forward(data, training=True)`` with that same object returns the result.
     """
 
     def __init__(self, *args, non_blocking: bool = True, **kwargs):
         super().__init__(*args, **kwargs)
         self._non_blocking = non_blocking
+        self._prefetched = None  # (the batch object, its result)
+
+    def prefetch(self, data: dict) -> None:
+        """Preprocess training batch ``data`` now; ``forward(data, True)`` will return it."""
+        self._prefetched = None
+        self._prefetched = (data, self.forward(data, training=True))
 
     def forward(self, data: dict, training: bool = False) -> dict:
+        if training and self._prefetched is not None and self._prefetched[0] is data:
+            result, self._prefetched = self._prefetched[1], None
+            return result
         inputs, samples = data['inputs'], data.get('data_samples')
         if not (training and torch.is_tensor(inputs) and samples is not None and not any(
                 key in s for s in samples for key in ('gt_edge_map', 'gt_depth_map'))):
