@@ -236,11 +236,13 @@ def test_seg_iteration_cpu_smoke(tmp_path, monkeypatch):
                                         'segmentor_one_group', 'segmentor_stacked',
                                         'segmentor_stacked_fused',
                                         'segmentor_stacked_fused_prefetch',
+                                        'segmentor_stacked_fused_prefetch_host_log',
                                         'end_to_end', 'end_to_end_stacked',
                                         'end_to_end_stacked_fused',
                                         'end_to_end_stacked_fused_prefetch',
+                                        'end_to_end_stacked_fused_prefetch_host_log',
                                         'end_to_end_file_system', 'end_to_end_w1']
-    assert [r['workers'] for r in rows[-6:]] == [0, 0, 0, 0, 0, 1]
+    assert [r['workers'] for r in rows[-7:]] == [0, 0, 0, 0, 0, 0, 1]
     timeline = (tmp_path / 'seg_iteration_timeline.md').read_text()
     for what, phases in (('backbone', ('forward', 'backward', 'optimizer')),
                          ('segmentor_stacked_fused', ('preprocess', 'forward_and_loss',
@@ -285,8 +287,8 @@ def test_timeline_phases_are_mmengines_train_step():
     cfg = tool['segmentor_cfg'](tool['TINY']['arch'], 8, 32, compile_blocks=False)
     items = [dict(inputs=torch.randint(0, 256, (3, 32, 32), dtype=torch.uint8),
                   data_samples=_seg_sample(torch.randint(0, 150, (1, 32, 32)))) for _ in range(2)]
-    params = []
-    for run in ('train_step', 'phases'):
+    params, logs = [], []
+    for run in ('train_step', 'phases', 'host_log'):
         torch.manual_seed(0)
         model = MODELS.build(cfg)
         model.init_weights()
@@ -294,15 +296,22 @@ def test_timeline_phases_are_mmengines_train_step():
         optim_wrapper = build_optim_wrapper(model, tool['schedule_optim_cfg'](False))
         batch = tool['pseudo_collate'](copy.deepcopy(items))
         if run == 'train_step':
-            model.train_step(batch, optim_wrapper)
+            logs.append(model.train_step(batch, optim_wrapper))
         else:
             phases = []
-            tool['train_step_phases'](model, optim_wrapper, batch, phases.append)
+            logs.append(tool['train_step_phases'](model, optim_wrapper, batch, phases.append,
+                                                  host_log=run == 'host_log'))
             assert phases == ['preprocess', 'forward_and_loss', 'parse_losses', 'backward',
                               'optimizer', 'loss_read']
         params.append([p.detach().clone() for p in model.parameters()])
-    for a, b in zip(*params, strict=True):
-        torch.testing.assert_close(a, b)
+    for run_params in params[1:]:
+        for a, b in zip(params[0], run_params, strict=True):
+            torch.testing.assert_close(a, b)
+    for log in logs[1:]:  # the same log values, on the host where host_log
+        assert log.keys() == logs[0].keys()
+        for key in log:
+            torch.testing.assert_close(log[key].cpu(), logs[0][key].detach().cpu())
+    assert all(v.device.type == 'cpu' for v in logs[2].values())
     assert not all(torch.equal(a, b) for a, b in zip(params[0], _initial_params(cfg)))  # trained
 
 
@@ -350,12 +359,11 @@ def test_check_fused_ce_cpu_smoke(tmp_path):
     rows, check = tool['main'](['--device', device, '--tiny', '--tune', '--out', str(tmp_path)])
     assert [r['path'] for r in rows] == ['mmseg', 'matmul', 'fused_ieee', 'fused_tf32'] + [
         'fused_tf32'] * len(tool['TUNE'])
-    assert [(r['block_x'], r['block_c'], r['warps'], r['grad_write']) for r in rows[4:]] == \
-        list(tool['TUNE'])
+    assert [(r['block_x'], r['block_c'], r['warps']) for r in rows[4:]] == list(tool['TUNE'])
     assert rows[0]['vs_mmseg'] == 1 and all(r['ms'] > 0 for r in rows)
     from mmpatch.models.utils import upsample_cross_entropy as fce
-    assert (fce.BLOCK_X, fce.BLOCK_C, fce.NUM_WARPS, fce.GRAD_WRITE) == (
-        rows[3]['block_x'], rows[3]['block_c'], rows[3]['warps'], rows[3]['grad_write'])  # restored
+    assert (fce.BLOCK_X, fce.BLOCK_C, fce.NUM_WARPS) == (rows[3]['block_x'], rows[3]['block_c'],
+                                                         rows[3]['warps'])  # restored
     for name, tolerance in (('fused_ieee', 1e-5), ('fused_tf32', 1e-3)):
         assert check[name]['loss_rel_err'] < tolerance and check[name]['acc_abs_err'] == 0
         assert check[name]['grad_max_abs_err'] < 10 * tolerance * check[name]['grad_max_abs']

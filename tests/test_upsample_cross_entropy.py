@@ -37,10 +37,10 @@ def mmseg_scope():
                                                   ((2, 3), (5, 8), 150),  # class 255 in the tile
                                                   ((3, 10), (7, 300), 40),  # 5 blocks, 3 chunks
                                                   ((2, 24), (5, 200), 7)))
-@pytest.mark.parametrize('grad_write', ('atomic', 'parity'))
+@pytest.mark.parametrize('block_x', (64, 128))
 def test_equals_interpolate_and_mmseg_cross_entropy(in_hw, out_hw, classes, align_corners,
-                                                    avg_non_ignore, grad_write, monkeypatch):
-    monkeypatch.setattr(fce, 'GRAD_WRITE', grad_write)
+                                                    avg_non_ignore, block_x, monkeypatch):
+    monkeypatch.setattr(fce, 'BLOCK_X', block_x)
     torch.manual_seed(0)
     logits = torch.randn(2, classes, *in_hw).to(DEVICE).requires_grad_()
     label = torch.randint(0, classes, (2, *out_hw)).to(DEVICE)
@@ -109,39 +109,17 @@ def test_not_supported_on_cpu_without_the_interpreter(monkeypatch):
 
 def test_supported_where_blocks_read_few_source_columns():
     logits = torch.randn(1, 150, 32, 32)  # ViT p16 at 512 px
-    assert _column_taps(512, 32, False, 'cpu', 64)[-2] == 6  # 64 pixels: 4 columns, 2 neighbours
+    assert _column_taps(512, 32, False, 'cpu', 64)[-1] == 6  # 64 pixels: 4 columns, 2 neighbours
     assert fused_ce_supported(logits, 512) and fused_ce_supported(logits, 512, True)
     assert not fused_ce_supported(torch.randn(1, 3, 4, 256), 64)  # a downsample
 
 
-def test_parity_launches_only_where_blocks_two_apart_share_no_column(monkeypatch):
-    # p16 at 512 px: blocks of 64 pixels read columns 0-5, 3-8, 7-12, ...: blocks two apart are
-    # disjoint; a 64x upsample (8 -> 512): blocks read 0-1, 0-2, 1-3, ...: 0 and 2 share 1
-    assert _column_taps(512, 32, False, 'cpu', 64)[-1]
-    assert not _column_taps(512, 8, False, 'cpu', 64)[-1]
-    if DEVICE == 'cpu' and os.environ.get('TRITON_INTERPRET') != '1':
-        pytest.skip('no GPU and TRITON_INTERPRET is not 1')
-    import mmpatch.models.utils.upsample_ce_kernel as kernel_module
-    real, launches = kernel_module.upsample_ce_kernel, []
-
-    class Spy:
-        def __getitem__(self, grid):
-            def launch(*args, **kwargs):
-                launches.append((grid, kwargs['BLOCK_STEP'], kwargs['ATOMIC']))
-                return real[grid](*args, **kwargs)
-            return launch
-    monkeypatch.setattr(kernel_module, 'upsample_ce_kernel', Spy())
-    monkeypatch.setattr(fce, 'GRAD_WRITE', 'parity')
-    label = torch.randint(0, 3, (1, 3, 200), device=DEVICE)  # 4 blocks of 64 pixels
-    upsample_cross_entropy(torch.randn(1, 3, 2, 16, device=DEVICE), label)
-    assert launches == [((3, 2), 2, False), ((3, 2), 2, False)]  # even blocks, then odd
-    launches.clear()
-    upsample_cross_entropy(torch.randn(1, 3, 2, 4, device=DEVICE), label)  # 0 and 2 share 1
-    assert launches == [((3, 4), 1, True)]
-    monkeypatch.setattr(fce, 'GRAD_WRITE', 'atomic')
-    launches.clear()
-    upsample_cross_entropy(torch.randn(1, 3, 2, 16, device=DEVICE), label)
-    assert launches == [((3, 4), 1, True)]
+def test_blocks_of_128_pixels_where_they_read_few_enough_columns():
+    # p16 / p8 / p4 at 512 px: 128-pixel blocks read 10 / 18 / 34 columns; p2 (256 -> 512): 66,
+    # over MAX_SPAN, so 64-pixel blocks (34 columns)
+    assert [fce._block_x(512, w, False) for w in (32, 64, 128, 256)] == [128, 128, 128, 64]
+    assert [fce._span(512, w, False) for w in (32, 64, 128, 256)] == [10, 18, 34, 34]
+    assert _column_taps(512, 256, False, 'cpu', 128)[-1] == 66
 
 
 COMPILE = """
@@ -155,13 +133,11 @@ PRECISION = {precision!r}
 signature = dict(rows_ptr='*fp32', label_ptr='*i64', lo_ptr='*i32', hi_ptr='*i32', a_ptr='*fp32',
                  b_ptr='*fp32', k0_ptr='*i32', grad_rows_ptr='*fp32', loss_ptr='*fp32',
                  correct_ptr='*i32', C='i32', H='i32', W='i32', w='i32', ignore_index='i32',
-                 blocks='i32', block_offset='i32',
                  BLOCK_C='constexpr', BLOCK_X='constexpr', BLOCK_K='constexpr',
-                 DOT_PRECISION='constexpr', BLOCK_STEP='constexpr', ATOMIC='constexpr')
-src = ASTSource(fn=upsample_ce_kernel, signature=signature,  # ViT p16 at 512 px: 6 columns
+                 DOT_PRECISION='constexpr')
+src = ASTSource(fn=upsample_ce_kernel, signature=signature,  # ViT p16 at 512 px: 10 columns
                 constexprs=dict(BLOCK_C=BLOCK_C, BLOCK_X=BLOCK_X, BLOCK_K=16,
-                                DOT_PRECISION=PRECISION, BLOCK_STEP={step},
-                                ATOMIC={atomic}))
+                                DOT_PRECISION=PRECISION))
 compiled = triton.compile(src, target=GPUTarget('cuda', 90, 32), options=dict(num_warps=NUM_WARPS))
 ptx = os.path.join(tempfile.mkdtemp(), 'k.ptx')
 open(ptx, 'w').write(compiled.asm['ptx'])
@@ -173,14 +149,13 @@ print(info)
 """
 
 
-@pytest.mark.parametrize('precision,atomic', (('ieee', True), ('tf32', True), ('tf32', False)))
-def test_kernel_compiles_for_hopper(tmp_path, precision, atomic):
+@pytest.mark.parametrize('precision', ('ieee', 'tf32'))
+def test_kernel_compiles_for_hopper(tmp_path, precision):
     # the interpreter runs what the GPU compiler may reject: compile to cubins (no GPU needed),
     # in a process without the interpreter and with an empty cache
     env = {k: v for k, v in os.environ.items() if k != 'TRITON_INTERPRET'}
     env['TRITON_CACHE_DIR'] = str(tmp_path)
-    proc = subprocess.run([sys.executable, '-c', COMPILE.format(precision=precision, atomic=atomic,
-                                                                  step=1 if atomic else 2)], env=env, capture_output=True, text=True,
+    proc = subprocess.run([sys.executable, '-c', COMPILE.format(precision=precision)], env=env, capture_output=True, text=True,
                           timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     cubin_bytes, ptxas_info = proc.stdout.split('\n', 1)

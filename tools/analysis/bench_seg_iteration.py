@@ -34,6 +34,9 @@ Measures, for one segmentor (default: PatchViT-B p16, compiled blocks, + LinearH
 - ``segmentor_stacked_fused_prefetch`` / ``end_to_end_stacked_fused_prefetch``: the fused rows
   with the next batch taken and preprocessed before the loss is read (``PrefetchBatchHook``, the
   ADE20K configs' setting), so its host work overlaps the GPU's backward;
+- ``*_prefetch_host_log``: the prefetch rows with the log values copied to the host after the
+  forward and read after the optimizer step is issued (``train_step_phases(host_log=True)``): no
+  read that waits for the whole queue (a measurement; mmengine's loop reads GPU tensors);
 - ``end_to_end_file_system``: ``end_to_end`` with PyTorch's 'file_system' sharing strategy in
   the workers (a diagnosis: no file-descriptor round trip per tensor, at the cost of the leak
   risk PyTorch documents; not what the configs use).
@@ -204,16 +207,22 @@ def backbone_step(backbone, batch, crop, device, optimizer_cfg):
 
 
 def segmentor_step(model, optim_wrapper, next_batch, preprocessor, fast_loss=True,
-                   prefetch=False):
+                   prefetch=False, host_log=False):
     """``model.train_step`` with this data preprocessor and the head's ``fast_loss`` (both set
     on the model at each step: the rows share one model); the loss read back at the end of the
     step, as mmengine's RuntimeInfoHook does every iteration. ``prefetch``: as
-    ``PrefetchBatchHook``, the next batch is taken and preprocessed before that read."""
+    ``PrefetchBatchHook``, the next batch is taken and preprocessed before that read.
+    ``host_log``: ``train_step_phases(host_log=True)``, the log values copied to the host after
+    the forward, so the read waits for the forward only."""
     ahead = []
 
     def step():
         use(model, preprocessor, fast_loss)
-        log_vars = model.train_step(ahead.pop() if ahead else next_batch(), optim_wrapper)
+        data = ahead.pop() if ahead else next_batch()
+        if host_log:
+            log_vars = train_step_phases(model, optim_wrapper, data, host_log=True, read=False)
+        else:
+            log_vars = model.train_step(data, optim_wrapper)
         if prefetch:
             ahead.append(next_batch())
             with optim_wrapper.optim_context(model):
@@ -228,22 +237,36 @@ def use(model, preprocessor, fast_loss):
     model.data_preprocessor = preprocessor
 
 
-def train_step_phases(model, optim_wrapper, data, mark):
-    """``BaseModel.train_step`` + the loss read, with ``mark(phase)`` after each phase."""
+def train_step_phases(model, optim_wrapper, data, mark=lambda phase: None, host_log=False,
+                      read=True):
+    """``BaseModel.train_step`` + the loss read (``read``), with ``mark(phase)`` after each
+    phase; returns the log values. ``host_log``: the log values are copied to pinned host memory
+    right after the forward (no wait), and that copy is waited for after the optimizer step is
+    issued: the GPU is then still running the backward, so reading them does not drain it as
+    ``.item()`` on a GPU tensor does (that waits for everything queued)."""
     with optim_wrapper.optim_context(model):
         data = model.data_preprocessor(data, True)
         mark('preprocess')
         losses = model._run_forward(data, mode='loss')
         mark('forward_and_loss')
     loss, log_vars = model.parse_losses(losses)
+    if host_log:
+        log_vars = {k: v.detach().to('cpu', non_blocking=True) for k, v in log_vars.items()}
+        copied = torch.cuda.Event() if loss.is_cuda else None
+        if copied is not None:
+            copied.record()
     mark('parse_losses')
     optim_wrapper.backward(optim_wrapper.scale_loss(loss))
     mark('backward')
     optim_wrapper.step()
     optim_wrapper.zero_grad()
     mark('optimizer')
-    log_vars['loss'].item()
-    mark('loss_read')
+    if host_log and copied is not None:
+        copied.synchronize()
+    if read:
+        log_vars['loss'].item()
+        mark('loss_read')
+    return log_vars
 
 
 def phase_timeline(run_phases, warmup, steps, device):
@@ -285,11 +308,11 @@ def loader_iter(dataset, batch, workers, device, collate_fn=pseudo_collate, shar
 
 
 def end_to_end_seconds(model, optim_wrapper, it, workers, device, cfg, preprocessor, fast_loss,
-                       prefetch=False):
+                       prefetch=False, host_log=False):
     """Median ``train_step`` on fresh batches from ``it`` (a loader of ``workers`` workers,
     shut down on return); the warm-up covers the workers' start (one batch each)."""
     step = segmentor_step(model, optim_wrapper, lambda: next(it), preprocessor, fast_loss,
-                          prefetch)
+                          prefetch, host_log)
     return median_step_seconds(step, max(cfg['warmup'], workers), cfg['steps'], device)
 
 
@@ -439,7 +462,10 @@ def main(argv=None):
                                                stacked, fast_loss='fused'),
         segmentor_stacked_fused_prefetch=segmentor_step(model, optim_wrapper,
                                                         lambda: fixed_stacked, stacked,
-                                                        fast_loss='fused', prefetch=True))
+                                                        fast_loss='fused', prefetch=True),
+        segmentor_stacked_fused_prefetch_host_log=segmentor_step(
+            model, optim_wrapper, lambda: fixed_stacked, stacked, fast_loss='fused',
+            prefetch=True, host_log=True))
 
     def add_row(what, time_it, **extra):
         """A row of ``time_it()`` seconds; False (and an error row) where it raised."""
@@ -470,6 +496,8 @@ def main(argv=None):
                        ('end_to_end_stacked', workers, stacking, stacked, True),
                        ('end_to_end_stacked_fused', workers, stacking, stacked, 'fused'),
                        ('end_to_end_stacked_fused_prefetch', workers, stacking, stacked, 'fused'),
+                       ('end_to_end_stacked_fused_prefetch_host_log', workers, stacking, stacked,
+                        'fused'),
                        ('end_to_end_file_system', workers, dict(sharing='file_system'), plain,
                         True)] + [
         (f'end_to_end_w{n}', n, {}, plain, True) for n in args.end_to_end_workers]
@@ -479,7 +507,8 @@ def main(argv=None):
         it = loader_iter(dataset, batch, n, device, **loader_args)
         add_row(what, lambda: end_to_end_seconds(model, optim_wrapper, it, n, device, cfg,
                                                  preprocessor, fast_loss,
-                                                 prefetch=what.endswith('_prefetch')), workers=n)
+                                                 prefetch='_prefetch' in what,
+                                                 host_log=what.endswith('_host_log')), workers=n)
         del it
     reference = rows[1]['ms_per_iter']
     for row in rows[1:]:

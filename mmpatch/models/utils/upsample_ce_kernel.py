@@ -4,12 +4,11 @@ Input ``rows`` (N, C, H, w): the logits already interpolated along H. The block'
 read source columns ``k0 .. k0 + BLOCK_K`` only (the bilinear taps of BLOCK_X pixels), so each
 chunk of BLOCK_C classes is one coalesced (BLOCK_C, BLOCK_K) load, interpolated along W by one
 product with the (BLOCK_X, BLOCK_K) weights. Classes are visited twice: first for the
-log-sum-exp, the label's logit and the argmax (online, as flash attention's softmax), then for
+log-sum-exp and the argmax (online, as flash attention's softmax; the label's logit is read from
+its two source columns), then for
 the gradient (softmax - one-hot at labelled pixels), reduced onto the same source columns by
-the transposed product and added into ``grad_rows`` at the columns the block reads: by atomics
-(``ATOMIC``), as neighbouring blocks share a column, or by a plain read-add-write where the
-launch holds every other block only (``BLOCK_STEP`` 2, ``block_offset`` 0 then 1: blocks two
-apart share no column). Writes the block's loss sum and correct-pixel count. ``DOT_PRECISION``: Triton's
+the transposed product and added into ``grad_rows`` at the columns the block reads (atomics:
+neighbouring blocks share a column). Writes the block's loss sum and correct-pixel count. ``DOT_PRECISION``: Triton's
 ``input_precision`` of the products ('ieee': fp32 FMAs; 'tf32': tensor cores, inputs rounded
 to 10 mantissa bits).
 """
@@ -20,12 +19,10 @@ import triton.language as tl
 @triton.jit
 def upsample_ce_kernel(rows_ptr, label_ptr, lo_ptr, hi_ptr, a_ptr, b_ptr, k0_ptr,
                        grad_rows_ptr, loss_ptr, correct_ptr, C, H, W, w, ignore_index,
-                       blocks, block_offset,
                        BLOCK_C: tl.constexpr, BLOCK_X: tl.constexpr, BLOCK_K: tl.constexpr,
-                       DOT_PRECISION: tl.constexpr, BLOCK_STEP: tl.constexpr,
-                       ATOMIC: tl.constexpr):
+                       DOT_PRECISION: tl.constexpr):
     row = tl.program_id(0)  # n * H + y
-    block = tl.program_id(1) * BLOCK_STEP + block_offset
+    block = tl.program_id(1)
     n, y = row // H, row % H
     xs = block * BLOCK_X + tl.arange(0, BLOCK_X)
     in_x = xs < W
@@ -47,22 +44,22 @@ def upsample_ce_kernel(rows_ptr, label_ptr, lo_ptr, hi_ptr, a_ptr, b_ptr, k0_ptr
 
     m = tl.full((BLOCK_X,), float('-inf'), tl.float32)  # running max
     s = tl.zeros((BLOCK_X,), dtype=tl.float32)  # running sum of exp(z - m)
-    z_label = tl.zeros((BLOCK_X,), dtype=tl.float32)
-    best = tl.full((BLOCK_X,), float('-inf'), tl.float32)
     best_c = tl.zeros((BLOCK_X,), dtype=tl.int32)
     for c0 in range(0, C, BLOCK_C):
         cs = c0 + tl.arange(0, BLOCK_C)
         z = _logits(rows_ptr, base, cs, ks, in_k, wx, C, H, w, DOT_PRECISION)
-        chunk_max = tl.max(z, axis=0)
-        chunk_arg = tl.argmax(z, axis=0).to(tl.int32)
-        best_c = tl.where(chunk_max > best, c0 + chunk_arg, best_c)  # ties: the first class
-        best = tl.maximum(best, chunk_max)
+        chunk_max, chunk_arg = tl.max(z, axis=0, return_indices=True)  # ties: the first class
+        best_c = tl.where(chunk_max > m, c0 + chunk_arg.to(tl.int32), best_c)
         m_new = tl.maximum(m, chunk_max)
         s = s * tl.exp(m - m_new) + tl.sum(tl.exp(z - m_new[None, :]), axis=0)
         m = m_new
-        z_label += tl.sum(tl.where(cs[:, None] == label[None, :], z, 0.0), axis=0)
+    # the label's logit from its two source columns (fp32), not by a reduction over classes
+    labelled = valid & (label >= 0) & (label < C)
+    at = rows_ptr + base + tl.where(labelled, label, 0) * (H * w)
+    z_label = a * tl.load(at + lo, mask=labelled, other=0.0) + \
+        b * tl.load(at + hi, mask=labelled, other=0.0)
     lse = m + tl.log(s)
-    out = row * blocks + block
+    out = row * tl.num_programs(1) + block
     tl.store(loss_ptr + out, tl.sum(tl.where(valid, lse - z_label, 0.0), axis=0))
     tl.store(correct_ptr + out, tl.sum((valid & (best_c == label)).to(tl.int32), axis=0))
 
@@ -72,12 +69,8 @@ def upsample_ce_kernel(rows_ptr, label_ptr, lo_ptr, hi_ptr, a_ptr, b_ptr, k0_ptr
         grad = tl.exp(z - lse[None, :]) - (cs[:, None] == label[None, :]).to(tl.float32)
         grad = tl.where((cs < C)[:, None] & valid[None, :], grad, 0.0)
         grad_k = tl.dot(grad, wx, input_precision=DOT_PRECISION)  # (BLOCK_C, BLOCK_K)
-        at = grad_rows_ptr + base + cs[:, None] * (H * w) + ks[None, :]
-        mask = (cs < C)[:, None] & in_k[None, :]
-        if ATOMIC:
-            tl.atomic_add(at, grad_k, mask=mask, sem='relaxed')
-        else:
-            tl.store(at, tl.load(at, mask=mask, other=0.0) + grad_k, mask=mask)
+        tl.atomic_add(grad_rows_ptr + base + cs[:, None] * (H * w) + ks[None, :], grad_k,
+                      mask=(cs < C)[:, None] & in_k[None, :], sem='relaxed')
 
 
 @triton.jit

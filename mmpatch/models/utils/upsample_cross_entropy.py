@@ -27,16 +27,15 @@ from .autocast_off import autocast_off
 from .bilinear_matmul import bilinear_taps, device_bilinear_weights
 
 # Launch settings (read at each call): the fastest of check_fused_ce.py --tune on an H200
-# (16 x 150 x 32 x 32 -> 512 x 512, tf32: 4.64 ms; 64 / 16 / 4: 5.85 ms; 128 / 32 / 8: 6.49 ms).
-# 168 (ieee) / 152 (tf32) registers, no spills on sm_90 (ptxas).
-BLOCK_X = 64  # output pixels per program
+# (16 x 150 x 32 x 32 -> 512 x 512, tf32, forward + backward with the matmuls around the kernel,
+# 2026-12-02: 128 / 32 / 4: 4.14 ms; 64 / 32 / 4: 4.69 ms; 256 / 16 / 4: 4.51 ms; 128 / 32 / 8:
+# 6.61 ms). Writing the gradient without atomics (even blocks, then odd blocks) was slower at
+# every setting tried (e.g. 128 / 32 / 4: 4.46 ms).
+BLOCK_X = 128  # output pixels per program (halved, down to 64, where a block would read more
+#               than MAX_SPAN source columns, e.g. 64 for ViT p2's 256 -> 512)
 BLOCK_C = 32  # classes per step of a program's loops
 NUM_WARPS = 4
 MAX_SPAN = 64  # source columns a block of BLOCK_X output pixels may read
-# How blocks add their gradient into the shared source columns: 'atomic' (one launch), or
-# 'parity' (even blocks, then odd blocks: plain read-add-write; where blocks two apart share
-# no column, else atomic).
-GRAD_WRITE = 'atomic'
 
 
 def interpreter_on():
@@ -46,7 +45,7 @@ def interpreter_on():
 
 def fused_ce_supported(logits: Tensor, out_w: int, align_corners: bool = False) -> bool:
     """Whether ``upsample_cross_entropy`` runs for these logits resized to width ``out_w`` on
-    this device: CUDA (or the Triton interpreter on CPU), and every block of BLOCK_X output
+    this device: CUDA (or the Triton interpreter on CPU), and every block of (up to) BLOCK_X output
     columns reading at most MAX_SPAN source columns (an upsample, e.g. ViT p16's 32 -> 512)."""
     if not (logits.is_cuda or (logits.device.type == 'cpu' and interpreter_on())):
         return False
@@ -75,10 +74,11 @@ def upsample_cross_entropy(logits: Tensor, label: Tensor, align_corners: bool = 
     if logits.dim() != 4 or label.dim() != 3 or logits.shape[0] != label.shape[0]:
         raise ValueError(f'upsample_cross_entropy takes (N, C, h, w) logits and (N, H, W) labels, '
                          f'got {tuple(logits.shape)} and {tuple(label.shape)}')
+    block_x = _block_x(label.shape[-1], logits.shape[-1], align_corners)
     span = _span(label.shape[-1], logits.shape[-1], align_corners)
     if span > MAX_SPAN:
         raise ValueError(f'upsample_cross_entropy reads at most {MAX_SPAN} source columns per '
-                         f'{BLOCK_X} output pixels: width {logits.shape[-1]} -> '
+                         f'{block_x} output pixels: width {logits.shape[-1]} -> '
                          f'{label.shape[-1]} needs {span} (the kernel is made for upsampling)')
     return _UpsampleCrossEntropy.apply(logits, label, align_corners, ignore_index, avg_non_ignore,
                                        precision or dot_precision(logits.dtype))
@@ -95,20 +95,16 @@ class _UpsampleCrossEntropy(torch.autograd.Function):
         with autocast_off(device.type):
             weights_h = device_bilinear_weights(H, h, align_corners, device, torch.float32)
             rows = torch.matmul(weights_h, logits.float()).contiguous()  # (N, C, H, w)
-            lo, hi, a, b, k0, span, parity_safe = _column_taps(W, w, align_corners, device,
-                                                               BLOCK_X)
+            block_x = _block_x(W, w, align_corners)
+            lo, hi, a, b, k0, span = _column_taps(W, w, align_corners, device, block_x)
             grad_rows = torch.zeros_like(rows)
             blocks = k0.numel()
             loss_sums = torch.empty(n * H * blocks, device=device)
             correct = torch.empty(n * H * blocks, device=device, dtype=torch.int32)
-            label = label.contiguous()
-            step = 2 if GRAD_WRITE == 'parity' and parity_safe else 1
-            for offset in range(min(step, blocks)):
-                upsample_ce_kernel[(n * H, len(range(offset, blocks, step)))](
-                    rows, label, lo, hi, a, b, k0, grad_rows, loss_sums, correct,
-                    c, H, W, w, ignore_index, blocks, offset, BLOCK_C=BLOCK_C, BLOCK_X=BLOCK_X,
-                    BLOCK_K=_block(span), DOT_PRECISION=precision, BLOCK_STEP=step,
-                    ATOMIC=step == 1, num_warps=NUM_WARPS)
+            upsample_ce_kernel[(n * H, blocks)](
+                rows, label.contiguous(), lo, hi, a, b, k0, grad_rows, loss_sums, correct,
+                c, H, W, w, ignore_index, BLOCK_C=BLOCK_C, BLOCK_X=block_x,
+                BLOCK_K=_block(span), DOT_PRECISION=precision, num_warps=NUM_WARPS)
             labelled = (label != ignore_index).sum()
             # mmseg's weight_reduce_loss: sum / (avg_factor + eps)
             divisor = (labelled if avg_non_ignore else label.numel()) + torch.finfo(torch.float32).eps
@@ -130,24 +126,32 @@ def _block(size):
     return max(16, 1 << (size - 1).bit_length())
 
 
+def _block_x(out_w, in_w, align_corners):
+    """Output pixels per program: BLOCK_X, halved (down to 64) while a block would read more
+    than MAX_SPAN source columns."""
+    block_x = BLOCK_X
+    while block_x > 64 and _column_taps(out_w, in_w, align_corners, 'cpu', block_x)[-1] > MAX_SPAN:
+        block_x //= 2
+    return block_x
+
+
 def _span(out_w, in_w, align_corners):
-    """Source columns the widest block of BLOCK_X output columns reads."""
-    return _column_taps(out_w, in_w, align_corners, 'cpu', BLOCK_X)[-2]
+    """Source columns the widest block of ``_block_x`` output columns reads."""
+    block_x = _block_x(out_w, in_w, align_corners)
+    return _column_taps(out_w, in_w, align_corners, 'cpu', block_x)[-1]
 
 
 @lru_cache(maxsize=32)
 def _column_taps(out_w, in_w, align_corners, device, block_x):
     """Per output column its source columns ``lo``, ``hi`` (int32) and weights ``a``, ``b``
-    (float32); per block of ``block_x`` columns its first source column ``k0``; the widest
-    block's source span; and whether blocks two apart never share a column. On ``device``,
-    built once per shape."""
+    (float32); per block of ``block_x`` columns its first source column ``k0``; and the widest
+    block's source span. On ``device``, built once per shape."""
     lo, hi, frac = bilinear_taps(out_w, in_w, align_corners)
     starts = torch.arange(0, out_w, block_x)
     k0 = lo[starts]  # lo and hi do not decrease along the row
     last = hi[torch.clamp(starts + block_x, max=out_w) - 1]
     span = int((last - k0 + 1).max())
-    parity_safe = bool((k0[2:] > last[:-2]).all())
     as_device = dict(device=device)
     return (lo.to(torch.int32).to(**as_device), hi.to(torch.int32).to(**as_device),
             (1 - frac).float().to(**as_device), frac.float().to(**as_device),
-            k0.to(torch.int32).to(**as_device), span, parity_safe)
+            k0.to(torch.int32).to(**as_device), span)
