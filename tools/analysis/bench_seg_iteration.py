@@ -35,8 +35,8 @@ Measures, for one segmentor (default: PatchViT-B p16, compiled blocks, + LinearH
   with the next batch taken and preprocessed before the loss is read (``PrefetchBatchHook``, the
   ADE20K configs' setting), so its host work overlaps the GPU's backward;
 - ``*_prefetch_host_log``: the prefetch rows with the log values copied to the host after the
-  forward and read after the optimizer step is issued (``train_step_phases(host_log=True)``): no
-  read that waits for the whole queue (a measurement; mmengine's loop reads GPU tensors);
+  forward (``HostLogEncoderDecoder``, the ADE20K configs' segmentor): no read that waits for the
+  whole queue;
 - ``end_to_end_file_system``: ``end_to_end`` with PyTorch's 'file_system' sharing strategy in
   the workers (a diagnosis: no file-descriptor round trip per tensor, at the cost of the leak
   risk PyTorch documents; not what the configs use).
@@ -79,6 +79,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from mmpatch.datasets import stack_seg_collate
 from mmpatch.models.backbones.patch_vit import COMPILE_MODES
+from mmpatch.models.segmentors import host_log_vars
 from mmpatch.utils.benchmark import markdown_table, median_step_seconds, write_csv
 from mmpatch.utils.gpu_trace import sync_points, trace_gaps
 
@@ -240,10 +241,9 @@ def use(model, preprocessor, fast_loss):
 def train_step_phases(model, optim_wrapper, data, mark=lambda phase: None, host_log=False,
                       read=True):
     """``BaseModel.train_step`` + the loss read (``read``), with ``mark(phase)`` after each
-    phase; returns the log values. ``host_log``: the log values are copied to pinned host memory
-    right after the forward (no wait), and that copy is waited for after the optimizer step is
-    issued: the GPU is then still running the backward, so reading them does not drain it as
-    ``.item()`` on a GPU tensor does (that waits for everything queued)."""
+    phase; returns the log values. ``host_log``: as ``HostLogEncoderDecoder``, the log values
+    copied to the host after the forward (``host_log_vars``: waits for the forward only), so the
+    read does not drain the GPU's queue as ``.item()`` on a GPU tensor does."""
     with optim_wrapper.optim_context(model):
         data = model.data_preprocessor(data, True)
         mark('preprocess')
@@ -251,18 +251,13 @@ def train_step_phases(model, optim_wrapper, data, mark=lambda phase: None, host_
         mark('forward_and_loss')
     loss, log_vars = model.parse_losses(losses)
     if host_log:
-        log_vars = {k: v.detach().to('cpu', non_blocking=True) for k, v in log_vars.items()}
-        copied = torch.cuda.Event() if loss.is_cuda else None
-        if copied is not None:
-            copied.record()
+        log_vars = host_log_vars(log_vars)
     mark('parse_losses')
     optim_wrapper.backward(optim_wrapper.scale_loss(loss))
     mark('backward')
     optim_wrapper.step()
     optim_wrapper.zero_grad()
     mark('optimizer')
-    if host_log and copied is not None:
-        copied.synchronize()
     if read:
         log_vars['loss'].item()
         mark('loss_read')

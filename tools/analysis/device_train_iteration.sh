@@ -8,7 +8,9 @@
 #   compiled:       stacked, with torch.compile'd backbone blocks (compile_blocks=True);
 #   compiled_fused: compiled, with the fused resize + cross-entropy loss (fast_loss='fused');
 #   graphs_fused:   compiled_fused, the blocks as CUDA graphs (compile_blocks='reduce-overhead');
-#   graphs_fused_no_prefetch: graphs_fused without the configs' PrefetchBatchHook.
+#   graphs_fused_no_prefetch: graphs_fused without the configs' PrefetchBatchHook;
+#   graphs_fused_gpu_log: graphs_fused with mmseg's EncoderDecoder (log values read from the
+#                   GPU, as mmengine does) instead of the configs' HostLogEncoderDecoder.
 # (mmseg's SegDataPreProcessor cannot prefetch: the mmseg variant runs without the hook.)
 #   source .device-kit/setup.sh && VARIANTS="stacked compiled" \
 #       bash tools/analysis/device_train_iteration.sh [CONFIG [BATCH [ITERS [WORKERS]]]]
@@ -41,8 +43,10 @@ for variant in ${VARIANTS:-stacked mmseg}; do
                          "model.decode_head.fast_loss=fused") ;;
     graphs_fused_no_prefetch) EXTRA=("model.backbone.compile_blocks=reduce-overhead"
                                      "model.decode_head.fast_loss=fused" "custom_hooks=[]") ;;
-    *) echo "unknown variant '$variant': stacked, mmseg, compiled, compiled_fused, graphs_fused" \
-            "or graphs_fused_no_prefetch"
+    graphs_fused_gpu_log) EXTRA=("model.backbone.compile_blocks=reduce-overhead"
+                                 "model.decode_head.fast_loss=fused" "model.type=EncoderDecoder") ;;
+    *) echo "unknown variant '$variant': stacked, mmseg, compiled, compiled_fused, graphs_fused," \
+            "graphs_fused_no_prefetch or graphs_fused_gpu_log"
        exit 2 ;;
   esac
   python3 tools/train.py "$CONFIG" --work-dir "/tmp/train_iteration_$variant" \

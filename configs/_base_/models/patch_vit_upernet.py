@@ -23,8 +23,11 @@ data_preprocessor = dict(
     bgr_to_rgb=True,
     pad_val=0,
     seg_pad_val=255)
+# HostLogEncoderDecoder: mmseg's EncoderDecoder whose log values are copied to the host after the
+# forward, so mmengine's per-iteration loss read does not wait for the backward
+# (mmpatch/models/segmentors/host_log_encoder_decoder.py).
 model = dict(
-    type='EncoderDecoder',
+    type='HostLogEncoderDecoder',
     data_preprocessor=data_preprocessor,
     backbone=dict(
         type='PatchViT',
