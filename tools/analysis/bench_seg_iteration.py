@@ -102,7 +102,7 @@ def segmentor_cfg(arch, patch_size, crop, compile_blocks):
                                std=[58.395, 57.12, 57.375], bgr_to_rgb=True, pad_val=0,
                                seg_pad_val=255, size=(crop, crop)),
         backbone=dict(type='PatchViT', arch=arch, patch_size=patch_size, img_size=crop,
-                      compile_blocks=compile_blocks),
+                      drop_path_rate=0.1, compile_blocks=compile_blocks),  # as the configs
         decode_head=dict(type='LinearHead', in_channels=embed_dims, num_classes=NUM_CLASSES,
                          loss_decode=dict(type='CrossEntropyLoss', use_sigmoid=False,
                                           loss_weight=1.0)),

@@ -6,10 +6,11 @@ import math
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from timm.layers import DropPath, trunc_normal_
+from timm.layers import trunc_normal_
 from torch.utils import checkpoint as torch_checkpoint
 
 from ...registry import register_seg_det_model
+from ..layers.drop_path import DropPath
 from ..layers.patch_embed import PatchEmbed
 from ..layers.pos_embed import resample_grid_pos_embed
 from ..utils.sdpa_backend import ATTN_BACKENDS, resolve_sdpa_backends, sdpa_backend_context
