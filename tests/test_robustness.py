@@ -332,7 +332,7 @@ def test_checkpoint_of_another_width_lists_keys(toy_seg_root, tmp_path, capsys):
                                         f'test_dataloader.dataset.data_root={toy_seg_root}'], capsys, 'test.py')
     assert code == 2 and 'Traceback' not in '\n'.join(err)
     start = next(i for i, line in enumerate(err) if line.startswith('test.py: error: '))
-    assert err[start] == f'test.py: error: {ckpt} does not fit EncoderDecoder:'
+    assert err[start] == f'test.py: error: {ckpt} does not fit {cfg.model.type}:'
     assert 'shape mismatch' in err[start + 1] and 'backbone.blocks.0.attn.qkv.weight: (144, 48)' in err[start + 1]
     assert err[-1].strip().startswith('fix: use a checkpoint of this architecture and width')
 

@@ -3,7 +3,7 @@
 mmengine's ``RuntimeInfoHook`` (and ``FiniteLossHook``) read each iteration's losses with
 ``.item()``: the host waits until the GPU has run everything queued, so the next iteration's
 loader wait, collation, metainfo copies and host-to-device copies all happen with the GPU idle
-(~2-3 ms of a 38 ms ViT-B p16 step on an H200). ``PrefetchBatchHook`` runs first after each
+(ViT-B p16, batch 16, one H200: 39.4 -> 37.4 ms per iteration with this hook). ``PrefetchBatchHook`` runs first after each
 iteration: it takes the next batch from the train loop's iterator and runs the model's data
 preprocessor on it, so that work overlaps this iteration's backward on the GPU; the loop then
 gets that same batch and the preprocessor hands back what it prepared. Same batches in the same

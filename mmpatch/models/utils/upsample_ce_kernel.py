@@ -5,12 +5,11 @@ read source columns ``k0 .. k0 + BLOCK_K`` only (the bilinear taps of BLOCK_X pi
 chunk of BLOCK_C classes is one coalesced (BLOCK_C, BLOCK_K) load, interpolated along W by one
 product with the (BLOCK_X, BLOCK_K) weights. Classes are visited twice: first for the
 log-sum-exp and the argmax (online, as flash attention's softmax; the label's logit is read from
-its two source columns), then for
-the gradient (softmax - one-hot at labelled pixels), reduced onto the same source columns by
-the transposed product and added into ``grad_rows`` at the columns the block reads (atomics:
-neighbouring blocks share a column). Writes the block's loss sum and correct-pixel count. ``DOT_PRECISION``: Triton's
-``input_precision`` of the products ('ieee': fp32 FMAs; 'tf32': tensor cores, inputs rounded
-to 10 mantissa bits).
+its two source columns), then for the gradient (softmax - one-hot at labelled pixels), reduced
+onto the same source columns by the transposed product and added into ``grad_rows`` at the
+columns the block reads (atomics: neighbouring blocks share a column). Writes the block's loss
+sum and correct-pixel count. ``DOT_PRECISION``: Triton's ``input_precision`` of the products
+('ieee': fp32 FMAs; 'tf32': tensor cores, inputs rounded to 10 mantissa bits).
 """
 import triton
 import triton.language as tl
