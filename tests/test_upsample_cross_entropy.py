@@ -117,8 +117,8 @@ def test_supported_where_blocks_read_few_source_columns():
 def test_blocks_of_128_pixels_where_they_read_few_enough_columns():
     # p16 / p8 / p4 at 512 px: 128-pixel blocks read 10 / 18 / 34 columns; p2 (256 -> 512): 66,
     # over MAX_SPAN, so 64-pixel blocks (34 columns)
-    assert [fce._block_x(512, w, False) for w in (32, 64, 128, 256)] == [128, 128, 128, 64]
-    assert [fce._span(512, w, False) for w in (32, 64, 128, 256)] == [10, 18, 34, 34]
+    assert [fce._blocking(512, w, False) for w in (32, 64, 128, 256)] == [
+        (128, 10), (128, 18), (128, 34), (64, 34)]
     assert _column_taps(512, 256, False, 'cpu', 128)[-1] == 66
 
 

@@ -2,8 +2,8 @@
 gaps in a profiler trace with what the host was running when each began."""
 import json
 import traceback
-from collections import Counter
 import warnings
+from collections import Counter
 
 import torch
 
@@ -37,7 +37,8 @@ def gpu_gaps(events, min_us=50.0):
     """The GPU's idle gaps of at least ``min_us`` in a Chrome trace's ``events`` (PyTorch
     profiler export), longest first: ``dict(start_us, gap_us, host, next_gpu_op)``, ``host``
     the innermost Python frames (up to 4, innermost last) open in the main thread (the one with
-    the most Python events) when the gap began, and the total idle time. Time between GPU operations shorter than ``min_us`` is not counted."""
+    the most Python events) when the gap began, and the total idle time. Time between GPU
+    operations shorter than ``min_us`` is not counted."""
     gpu = sorted((e for e in events if e.get('ph') == 'X' and e.get('cat') in GPU_CATEGORIES),
                  key=lambda e: e['ts'])
     python = [e for e in events if e.get('ph') == 'X' and e.get('cat') == 'python_function']

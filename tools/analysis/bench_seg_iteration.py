@@ -302,12 +302,12 @@ def loader_iter(dataset, batch, workers, device, collate_fn=pseudo_collate, shar
         torch.multiprocessing.set_sharing_strategy(before)
 
 
-def end_to_end_seconds(model, optim_wrapper, it, workers, device, cfg, preprocessor, fast_loss,
-                       prefetch=False, host_log=False):
+def end_to_end_seconds(model, optim_wrapper, it, workers, device, cfg, preprocessor,
+                       **step_args):
     """Median ``train_step`` on fresh batches from ``it`` (a loader of ``workers`` workers,
-    shut down on return); the warm-up covers the workers' start (one batch each)."""
-    step = segmentor_step(model, optim_wrapper, lambda: next(it), preprocessor, fast_loss,
-                          prefetch, host_log)
+    shut down on return; ``step_args``: ``segmentor_step``'s); the warm-up covers the workers'
+    start (one batch each)."""
+    step = segmentor_step(model, optim_wrapper, lambda: next(it), preprocessor, **step_args)
     return median_step_seconds(step, max(cfg['warmup'], workers), cfg['steps'], device)
 
 
@@ -487,23 +487,23 @@ def main(argv=None):
                                                          device)):
             del steps[what]  # not profiled
     stacking = dict(collate_fn=stack_seg_collate)
-    end_to_end_rows = [('end_to_end', workers, {}, plain, True),
-                       ('end_to_end_stacked', workers, stacking, stacked, True),
-                       ('end_to_end_stacked_fused', workers, stacking, stacked, 'fused'),
-                       ('end_to_end_stacked_fused_prefetch', workers, stacking, stacked, 'fused'),
-                       ('end_to_end_stacked_fused_prefetch_host_log', workers, stacking, stacked,
-                        'fused'),
-                       ('end_to_end_file_system', workers, dict(sharing='file_system'), plain,
-                        True)] + [
-        (f'end_to_end_w{n}', n, {}, plain, True) for n in args.end_to_end_workers]
-    for what, n, loader_args, preprocessor, fast_loss in end_to_end_rows:
+    fused = dict(fast_loss='fused')
+    end_to_end_rows = [  # (what, workers, loader arguments, preprocessor, segmentor_step's)
+        ('end_to_end', workers, {}, plain, {}),
+        ('end_to_end_stacked', workers, stacking, stacked, {}),
+        ('end_to_end_stacked_fused', workers, stacking, stacked, fused),
+        ('end_to_end_stacked_fused_prefetch', workers, stacking, stacked,
+         dict(fused, prefetch=True)),
+        ('end_to_end_stacked_fused_prefetch_host_log', workers, stacking, stacked,
+         dict(fused, prefetch=True, host_log=True)),
+        ('end_to_end_file_system', workers, dict(sharing='file_system'), plain, {})] + [
+        (f'end_to_end_w{n}', n, {}, plain, {}) for n in args.end_to_end_workers]
+    for what, n, loader_args, preprocessor, step_args in end_to_end_rows:
         if not wanted(what):
             continue
         it = loader_iter(dataset, batch, n, device, **loader_args)
         add_row(what, lambda: end_to_end_seconds(model, optim_wrapper, it, n, device, cfg,
-                                                 preprocessor, fast_loss,
-                                                 prefetch='_prefetch' in what,
-                                                 host_log=what.endswith('_host_log')), workers=n)
+                                                 preprocessor, **step_args), workers=n)
         del it
     reference = rows[1]['ms_per_iter']
     for row in rows[1:]:

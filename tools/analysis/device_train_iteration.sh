@@ -15,7 +15,7 @@
 #   source .device-kit/setup.sh && VARIANTS="stacked compiled" \
 #       bash tools/analysis/device_train_iteration.sh [CONFIG [BATCH [ITERS [WORKERS]]]]
 # Data: an ADE20K-layout toy set, 512 x 512, 150 classes (tools/data/make_toy.py), under /tmp.
-# Writes $OUT/train_iteration_{stacked,mmseg}.{log,json}.
+# Writes $OUT/train_iteration_<variant>.{log,json}.
 set -o pipefail
 CONFIG=${1:-configs/ade20k/vit_b_p16_linear.py}
 BATCH=${2:-16}
@@ -32,6 +32,7 @@ done
 COMMON+=("train_dataloader.batch_size=$BATCH" "train_dataloader.num_workers=$WORKERS"
         "train_cfg.max_iters=$ITERS" "train_cfg.val_begin=$((ITERS + 1))"
         "default_hooks.checkpoint.interval=$((ITERS + 1))" "default_hooks.logger.interval=10")
+GRAPHS_FUSED=("model.backbone.compile_blocks=reduce-overhead" "model.decode_head.fast_loss=fused")
 for variant in ${VARIANTS:-stacked mmseg}; do
   case $variant in
     stacked) EXTRA=() ;;
@@ -39,12 +40,9 @@ for variant in ${VARIANTS:-stacked mmseg}; do
                   "model.data_preprocessor.type=SegDataPreProcessor" "custom_hooks=[]") ;;
     compiled) EXTRA=("model.backbone.compile_blocks=True") ;;
     compiled_fused) EXTRA=("model.backbone.compile_blocks=True" "model.decode_head.fast_loss=fused") ;;
-    graphs_fused) EXTRA=("model.backbone.compile_blocks=reduce-overhead"
-                         "model.decode_head.fast_loss=fused") ;;
-    graphs_fused_no_prefetch) EXTRA=("model.backbone.compile_blocks=reduce-overhead"
-                                     "model.decode_head.fast_loss=fused" "custom_hooks=[]") ;;
-    graphs_fused_gpu_log) EXTRA=("model.backbone.compile_blocks=reduce-overhead"
-                                 "model.decode_head.fast_loss=fused" "model.type=EncoderDecoder") ;;
+    graphs_fused) EXTRA=("${GRAPHS_FUSED[@]}") ;;
+    graphs_fused_no_prefetch) EXTRA=("${GRAPHS_FUSED[@]}" "custom_hooks=[]") ;;
+    graphs_fused_gpu_log) EXTRA=("${GRAPHS_FUSED[@]}" "model.type=EncoderDecoder") ;;
     *) echo "unknown variant '$variant': stacked, mmseg, compiled, compiled_fused, graphs_fused," \
             "graphs_fused_no_prefetch or graphs_fused_gpu_log"
        exit 2 ;;

@@ -32,8 +32,8 @@ class LinearHead(BaseDecodeHead):
             and the accuracy by argmax (``pixel_accuracy``: no top-k, no host sync).
             ``False``: mmseg's own ``loss_by_feat``. ``'fused'``: where the loss is one
             mmseg ``CrossEntropyLoss`` (softmax, mean, no class weights), no sampler, on CUDA,
-            and the logits are upsampled to the labels (every 64 output columns read at most
-            64 source columns: ``fused_ce_supported``), the resize, loss and accuracy in one
+            and the logits are upsampled to the labels (each block of output columns reads at
+            most 64 source columns: ``fused_ce_supported``), the resize, loss and accuracy in one
             Triton kernel that never holds the full-size logits (``upsample_cross_entropy``);
             elsewhere as ``True``.
         **kwargs: ``BaseDecodeHead`` arguments (num_classes, dropout_ratio,

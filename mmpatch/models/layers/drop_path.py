@@ -9,8 +9,8 @@ class DropPath(nn.Module):
 
     The rate is a (non-persistent) buffer, not a Python float: ``torch.compile`` specialises on
     floats, so blocks whose rates differ (stochastic depth grows with depth) each compiled their
-    own graph, and past dynamo's recompile limit (8) the remaining blocks ran eagerly (seen on
-    ViT-B: blocks 9-12 of ``compile_blocks``). No state-dict entries, as timm's.
+    own graph, and past dynamo's recompile limit (8; hit in ViT-B's tools/train.py runs) the
+    remaining blocks, 9-12 of ViT-B, ran eagerly. No state-dict entries, as timm's.
     """
 
     def __init__(self, drop_prob: float = 0.):

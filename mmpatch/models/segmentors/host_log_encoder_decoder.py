@@ -5,7 +5,7 @@ with ``.item()`` on GPU tensors: the host waits until the GPU has run everything
 backward and the optimizer step included, and every hook, the next batch and the next forward's
 launches then run with the GPU idle. Here the log values are copied to the host right after the
 forward and waited for there, before the backward is launched: the host waits for the forward
-only, and the backward (two thirds of the step) covers the rest. ViT-B p16 + LinearHead, batch
+only, and the backward (~20 of ~35 ms of GPU work at ViT-B p16) covers the rest. ViT-B p16 + LinearHead, batch
 16, one H200, with PrefetchBatchHook: 36.4 -> 35.8 ms per iteration in the benchmark
 (results/benchmark/NOTES.md, session 7).
 """

@@ -45,11 +45,12 @@ def interpreter_on():
 
 def fused_ce_supported(logits: Tensor, out_w: int, align_corners: bool = False) -> bool:
     """Whether ``upsample_cross_entropy`` runs for these logits resized to width ``out_w`` on
-    this device: CUDA (or the Triton interpreter on CPU), and every block of (up to) BLOCK_X output
-    columns reading at most MAX_SPAN source columns (an upsample, e.g. ViT p16's 32 -> 512)."""
+    this device: CUDA (or the Triton interpreter on CPU), and every block of output columns
+    (``_blocking``) reading at most MAX_SPAN source columns (an upsample, e.g. ViT p16's
+    32 -> 512)."""
     if not (logits.is_cuda or (logits.device.type == 'cpu' and interpreter_on())):
         return False
-    return _span(out_w, logits.shape[-1], align_corners) <= MAX_SPAN
+    return _blocking(out_w, logits.shape[-1], align_corners)[1] <= MAX_SPAN
 
 
 def dot_precision(dtype: torch.dtype) -> str:
@@ -74,8 +75,7 @@ def upsample_cross_entropy(logits: Tensor, label: Tensor, align_corners: bool = 
     if logits.dim() != 4 or label.dim() != 3 or logits.shape[0] != label.shape[0]:
         raise ValueError(f'upsample_cross_entropy takes (N, C, h, w) logits and (N, H, W) labels, '
                          f'got {tuple(logits.shape)} and {tuple(label.shape)}')
-    block_x = _block_x(label.shape[-1], logits.shape[-1], align_corners)
-    span = _span(label.shape[-1], logits.shape[-1], align_corners)
+    block_x, span = _blocking(label.shape[-1], logits.shape[-1], align_corners)
     if span > MAX_SPAN:
         raise ValueError(f'upsample_cross_entropy reads at most {MAX_SPAN} source columns per '
                          f'{block_x} output pixels: width {logits.shape[-1]} -> '
@@ -95,7 +95,7 @@ class _UpsampleCrossEntropy(torch.autograd.Function):
         with autocast_off(device.type):
             weights_h = device_bilinear_weights(H, h, align_corners, device, torch.float32)
             rows = torch.matmul(weights_h, logits.float()).contiguous()  # (N, C, H, w)
-            block_x = _block_x(W, w, align_corners)
+            block_x, _ = _blocking(W, w, align_corners)
             lo, hi, a, b, k0, span = _column_taps(W, w, align_corners, device, block_x)
             grad_rows = torch.zeros_like(rows)
             blocks = k0.numel()
@@ -126,19 +126,15 @@ def _block(size):
     return max(16, 1 << (size - 1).bit_length())
 
 
-def _block_x(out_w, in_w, align_corners):
-    """Output pixels per program: BLOCK_X, halved (down to 64) while a block would read more
-    than MAX_SPAN source columns."""
+def _blocking(out_w, in_w, align_corners):
+    """(output pixels per program, source columns the widest such block reads): BLOCK_X,
+    halved (down to 64) while a block would read more than MAX_SPAN columns."""
     block_x = BLOCK_X
-    while block_x > 64 and _column_taps(out_w, in_w, align_corners, 'cpu', block_x)[-1] > MAX_SPAN:
+    span = _column_taps(out_w, in_w, align_corners, 'cpu', block_x)[-1]
+    while block_x > 64 and span > MAX_SPAN:
         block_x //= 2
-    return block_x
-
-
-def _span(out_w, in_w, align_corners):
-    """Source columns the widest block of ``_block_x`` output columns reads."""
-    block_x = _block_x(out_w, in_w, align_corners)
-    return _column_taps(out_w, in_w, align_corners, 'cpu', block_x)[-1]
+        span = _column_taps(out_w, in_w, align_corners, 'cpu', block_x)[-1]
+    return block_x, span
 
 
 @lru_cache(maxsize=32)
