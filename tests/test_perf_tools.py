@@ -277,13 +277,20 @@ def test_seg_iteration_rows_filter(tmp_path):
                                         'end_to_end_stacked_fused']
 
 
-def test_timeline_phases_are_mmengines_train_step(monkeypatch):
+def test_seg_iteration_host_log_rows_take_the_segmentors_step(monkeypatch):
+    tool = load_tool('tools/analysis/bench_seg_iteration.py')
+    calls = []
+    monkeypatch.setitem(tool['segmentor_step'].__globals__, 'train_step_host_log',
+                        lambda model, data, optim_wrapper: calls.append(data) or
+                        dict(loss=torch.tensor(1.0)))
+    model = types.SimpleNamespace(decode_head=types.SimpleNamespace())
+    tool['segmentor_step'](model, None, lambda: 'batch', 'preprocessor', host_log=True)()
+    assert calls == ['batch'] and model.data_preprocessor == 'preprocessor'
+
+
+def test_timeline_phases_are_mmengines_train_step():
     # the timeline times BaseModel.train_step phase by phase: same update, same loss
     tool = load_tool('tools/analysis/bench_seg_iteration.py')
-    to_host = []  # host_log: the product's host_log_vars, once, on the parsed log values
-    real_host_log_vars = tool['host_log_vars']
-    monkeypatch.setitem(tool['train_step_phases'].__globals__, 'host_log_vars', lambda log_vars: (
-        to_host.append(sorted(log_vars)) or real_host_log_vars(log_vars)))
     from mmengine.optim import build_optim_wrapper
     from mmengine.registry import init_default_scope
     from mmseg.registry import MODELS
@@ -292,7 +299,7 @@ def test_timeline_phases_are_mmengines_train_step(monkeypatch):
     items = [dict(inputs=torch.randint(0, 256, (3, 32, 32), dtype=torch.uint8),
                   data_samples=_seg_sample(torch.randint(0, 150, (1, 32, 32)))) for _ in range(2)]
     params, logs = [], []
-    for run in ('train_step', 'phases', 'host_log'):
+    for run in ('train_step', 'phases'):
         torch.manual_seed(0)
         model = MODELS.build(cfg)
         model.init_weights()
@@ -303,19 +310,16 @@ def test_timeline_phases_are_mmengines_train_step(monkeypatch):
             logs.append(model.train_step(batch, optim_wrapper))
         else:
             phases = []
-            logs.append(tool['train_step_phases'](model, optim_wrapper, batch, phases.append,
-                                                  host_log=run == 'host_log'))
+            logs.append(tool['train_step_phases'](model, optim_wrapper, batch, phases.append))
             assert phases == ['preprocess', 'forward_and_loss', 'parse_losses', 'backward',
                               'optimizer', 'loss_read']
         params.append([p.detach().clone() for p in model.parameters()])
     for run_params in params[1:]:
         for a, b in zip(params[0], run_params, strict=True):
             torch.testing.assert_close(a, b)
-    for log in logs[1:]:  # the same log values, on the host where host_log
-        assert log.keys() == logs[0].keys()
-        for key in log:
-            torch.testing.assert_close(log[key].cpu(), logs[0][key].detach().cpu())
-    assert to_host == [sorted(logs[0])]
+    assert logs[1].keys() == logs[0].keys()
+    for key in logs[1]:
+        torch.testing.assert_close(logs[1][key], logs[0][key])
     assert not all(torch.equal(a, b) for a, b in zip(params[0], _initial_params(cfg)))  # trained
 
 

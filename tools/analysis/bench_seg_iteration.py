@@ -34,9 +34,9 @@ Measures, for one segmentor (default: PatchViT-B p16, compiled blocks, + LinearH
 - ``segmentor_stacked_fused_prefetch`` / ``end_to_end_stacked_fused_prefetch``: the fused rows
   with the next batch taken and preprocessed before the loss is read (``PrefetchBatchHook``, the
   ADE20K configs' setting), so its host work overlaps the GPU's backward;
-- ``*_prefetch_host_log``: the prefetch rows with the log values copied to the host after the
-  forward (``HostLogEncoderDecoder``, the ADE20K configs' segmentor): no read that waits for the
-  whole queue;
+- ``*_prefetch_host_log``: the prefetch rows with ``HostLogEncoderDecoder``'s step (the ADE20K
+  configs' segmentor): the log values copied to the host after the forward and waited for once
+  the backward and the optimizer step are issued: no read that waits for the whole queue;
 - ``end_to_end_file_system``: ``end_to_end`` with PyTorch's 'file_system' sharing strategy in
   the workers (a diagnosis: no file-descriptor round trip per tensor, at the cost of the leak
   risk PyTorch documents; not what the configs use).
@@ -79,7 +79,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from mmpatch.datasets import stack_seg_collate
 from mmpatch.models.backbones.patch_vit import COMPILE_MODES
-from mmpatch.models.segmentors import host_log_vars
+from mmpatch.models.segmentors import train_step_host_log
 from mmpatch.utils.benchmark import markdown_table, median_step_seconds, write_csv
 from mmpatch.utils.gpu_trace import sync_points, trace_gaps
 
@@ -213,17 +213,15 @@ def segmentor_step(model, optim_wrapper, next_batch, preprocessor, fast_loss=Tru
     on the model at each step: the rows share one model); the loss read back at the end of the
     step, as mmengine's RuntimeInfoHook does every iteration. ``prefetch``: as
     ``PrefetchBatchHook``, the next batch is taken and preprocessed before that read.
-    ``host_log``: ``train_step_phases(host_log=True)``, the log values copied to the host after
-    the forward, so the read waits for the forward only."""
+    ``host_log``: ``HostLogEncoderDecoder``'s step (``train_step_host_log``), the log values
+    copied to the host after the forward and waited for once the update is issued."""
     ahead = []
+    train_step = train_step_host_log if host_log else type(model).train_step
 
     def step():
         use(model, preprocessor, fast_loss)
         data = ahead.pop() if ahead else next_batch()
-        if host_log:
-            log_vars = train_step_phases(model, optim_wrapper, data, host_log=True, read=False)
-        else:
-            log_vars = model.train_step(data, optim_wrapper)
+        log_vars = train_step(model, data, optim_wrapper)
         if prefetch:
             ahead.append(next_batch())
             with optim_wrapper.optim_context(model):
@@ -238,29 +236,23 @@ def use(model, preprocessor, fast_loss):
     model.data_preprocessor = preprocessor
 
 
-def train_step_phases(model, optim_wrapper, data, mark=lambda phase: None, host_log=False,
-                      read=True):
-    """``BaseModel.train_step`` + the loss read (``read``), with ``mark(phase)`` after each
-    phase; returns the log values. ``host_log``: as ``HostLogEncoderDecoder``, the log values
-    copied to the host after the forward (``host_log_vars``: waits for the forward only), so the
-    read does not drain the GPU's queue as ``.item()`` on a GPU tensor does."""
+def train_step_phases(model, optim_wrapper, data, mark=lambda phase: None):
+    """``BaseModel.train_step`` + the loss read, with ``mark(phase)`` after each phase; returns
+    the log values."""
     with optim_wrapper.optim_context(model):
         data = model.data_preprocessor(data, True)
         mark('preprocess')
         losses = model._run_forward(data, mode='loss')
         mark('forward_and_loss')
     loss, log_vars = model.parse_losses(losses)
-    if host_log:
-        log_vars = host_log_vars(log_vars)
     mark('parse_losses')
     optim_wrapper.backward(optim_wrapper.scale_loss(loss))
     mark('backward')
     optim_wrapper.step()
     optim_wrapper.zero_grad()
     mark('optimizer')
-    if read:
-        log_vars['loss'].item()
-        mark('loss_read')
+    log_vars['loss'].item()
+    mark('loss_read')
     return log_vars
 
 

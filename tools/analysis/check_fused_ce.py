@@ -80,7 +80,7 @@ def agreement(device, cfg):
 
 
 # --tune: other launch settings of the kernel (BLOCK_X, BLOCK_C, NUM_WARPS), timed as fused_tf32
-TUNE = ((64, 32, 4), (128, 16, 4), (256, 16, 4), (128, 32, 8))
+TUNE = ((64, 32, 4), (128, 64, 4), (128, 32, 8), (256, 32, 4))
 
 
 def timings(device, cfg, tune=False):

@@ -6,9 +6,9 @@ written, cast to float32, log-softmaxed and read again by the backward. Here the
 interpolated along H by a small matrix product (N, C, H, w); a Triton kernel
 (``upsample_ce_kernel.py``), one program per BLOCK_X pixels of an image row, interpolates along
 W (a product with the few source columns the block reads), takes the loss, the argmax and the
-loss's gradient pixel by pixel (classes in chunks, online log-sum-exp) and reduces that gradient
-onto those source columns; one more matrix product takes it back to (N, C, h, w). The loss is the last op
-of the graph, so its gradient is computed in the forward.
+loss's gradient pixel by pixel (classes in chunks, padded to whole chunks, online log-sum-exp)
+and reduces that gradient onto those source columns; one more matrix product takes it back to
+(N, C, h, w). The loss is the last op of the graph, so its gradient is computed in the forward.
 
 The value is mmseg's ``CrossEntropyLoss`` (softmax, ``reduction='mean'``, no class weights) of
 ``F.interpolate(logits, label.shape[-2:], mode='bilinear')``, and the accuracy is
@@ -26,16 +26,18 @@ from torch import Tensor
 from .autocast_off import autocast_off
 from .bilinear_matmul import bilinear_taps, device_bilinear_weights
 
-# Launch settings (read at each call): the fastest of check_fused_ce.py --tune on an H200
-# (16 x 150 x 32 x 32 -> 512 x 512, tf32, forward + backward with the matmuls around the kernel,
-# 2026-12-02: 128 / 32 / 4: 4.14 ms; 64 / 32 / 4: 4.69 ms; 256 / 16 / 4: 4.51 ms; 128 / 32 / 8:
-# 6.61 ms). Writing the gradient without atomics (even blocks, then odd blocks) was slower at
-# every setting tried (e.g. 128 / 32 / 4: 4.46 ms).
+# Launch settings (read at each call): the fastest of a sweep on an H200 (16 x 150 x 32 x 32 ->
+# 512 x 512, tf32, forward + backward with the matmuls around the kernel, 2026-12-02, the kernel
+# with (pixels, classes) tiles and padded classes: 128 / 32 / 4: 1.67 ms; 64 / 32 / 4: 1.84;
+# 128 / 64 / 4: 1.99; 128 / 32 / 8: 2.18; 256 / 32 / 4: 2.26; 128 / 16 / 4: 2.28; the matmul
+# path 7.76 ms). fp32 logits (the 'ieee' products) spill registers at 128 / 32 / 4 and still
+# ran faster there than at 64 / 32 / 4 (7.19 against 8.35 ms).
 BLOCK_X = 128  # output pixels per program (halved, down to 64, where a block would read more
 #               than MAX_SPAN source columns, e.g. 64 for ViT p2's 256 -> 512)
 BLOCK_C = 32  # classes per step of a program's loops
 NUM_WARPS = 4
 MAX_SPAN = 64  # source columns a block of BLOCK_X output pixels may read
+PAD_LOGIT = -1e30  # the logit of the classes padded up to a multiple of BLOCK_C: exp() is 0
 
 
 def interpreter_on():
@@ -94,7 +96,12 @@ class _UpsampleCrossEntropy(torch.autograd.Function):
         device = logits.device
         with autocast_off(device.type):
             weights_h = device_bilinear_weights(H, h, align_corners, device, torch.float32)
-            rows = torch.matmul(weights_h, logits.float()).contiguous()  # (N, C, H, w)
+            padded = -(-c // BLOCK_C) * BLOCK_C  # classes, padded for the kernel's chunks
+            logits_p = logits.float()
+            if padded > c:
+                logits_p = torch.cat([logits_p, logits_p.new_full((n, padded - c, h, w),
+                                                                  PAD_LOGIT)], 1)
+            rows = torch.matmul(weights_h, logits_p).contiguous()  # (N, padded, H, w)
             block_x, _ = _blocking(W, w, align_corners)
             lo, hi, a, b, k0, span = _column_taps(W, w, align_corners, device, block_x)
             grad_rows = torch.zeros_like(rows)
@@ -103,13 +110,13 @@ class _UpsampleCrossEntropy(torch.autograd.Function):
             correct = torch.empty(n * H * blocks, device=device, dtype=torch.int32)
             upsample_ce_kernel[(n * H, blocks)](
                 rows, label.contiguous(), lo, hi, a, b, k0, grad_rows, loss_sums, correct,
-                c, H, W, w, ignore_index, BLOCK_C=BLOCK_C, BLOCK_X=block_x,
+                c, padded, H, W, w, ignore_index, BLOCK_C=BLOCK_C, BLOCK_X=block_x,
                 BLOCK_K=_block(span), DOT_PRECISION=precision, num_warps=NUM_WARPS)
             labelled = (label != ignore_index).sum()
             # mmseg's weight_reduce_loss: sum / (avg_factor + eps)
             divisor = (labelled if avg_non_ignore else label.numel()) + torch.finfo(torch.float32).eps
             loss = loss_sums.sum() / divisor
-            grad = torch.matmul(weights_h.t(), grad_rows) / divisor  # (N, C, h, w)
+            grad = torch.matmul(weights_h.t(), grad_rows[:, :c]) / divisor  # (N, C, h, w)
             accuracy = (correct.sum() * 100.0 / labelled.clamp(min=1)).float().reshape(1)
         ctx.save_for_backward(grad.to(logits.dtype))
         ctx.mark_non_differentiable(accuracy)
