@@ -160,3 +160,23 @@ def test_ade20k_config_trains_on_stacked_batches(tmp_path):
     for sample in data['data_samples']:
         assert sample.gt_sem_seg.data.dtype == torch.int64 and sample.gt_sem_seg.shape == (512, 512)
         assert set(sample.gt_sem_seg.data.unique().tolist()) <= set(range(150)) | {255}
+
+
+def test_prefetch_copies_the_batchs_tensors_only():
+    # the side-stream copy of prefetch (GPU): tensors in dicts, lists and tuples move, data
+    # samples stay for cast_data; 'meta' stands in for the GPU here
+    from collections import namedtuple
+    from mmpatch.models.data_preprocessors.stacked_seg_data_preprocessor import _tensors_to
+    Pair = namedtuple('Pair', 'x y')
+    sample = SegDataSample(gt_sem_seg=PixelData(data=torch.zeros(1, 2, 2)))
+    data = dict(inputs=torch.ones(2, 3, 4, 4), img_shapes=[(4, 4), (4, 4)], data_samples=[sample],
+                gt_sem_seg=dict(data=torch.zeros(2, 1, 4, 4), dtype=torch.int64),
+                pair=Pair(torch.ones(1), 3))
+    copies = []
+    out = _tensors_to(data, torch.device('meta'), copies)
+    assert len(copies) == 3 and all(t.is_meta for t in copies)
+    assert out['inputs'].is_meta and out['gt_sem_seg']['data'].is_meta
+    assert out['gt_sem_seg']['dtype'] is torch.int64 and out['img_shapes'] == [(4, 4), (4, 4)]
+    assert isinstance(out['pair'], Pair) and out['pair'].x.is_meta and out['pair'].y == 3
+    assert out['data_samples'][0] is sample and not sample.gt_sem_seg.data.is_meta
+    assert not data['inputs'].is_meta  # the batch itself is left as it was

@@ -1,5 +1,6 @@
 """The fused resize + cross-entropy kernel (Triton's CPU interpreter here) against mmseg's path."""
 import os
+import re
 import subprocess
 import sys
 
@@ -141,7 +142,7 @@ import triton
 from triton.backends.compiler import GPUTarget
 from triton.compiler import ASTSource
 from mmpatch.models.utils.upsample_ce_kernel import upsample_ce_kernel
-from mmpatch.models.utils.upsample_cross_entropy import BLOCK_C, BLOCK_X, NUM_WARPS
+from mmpatch.models.utils.upsample_cross_entropy import BLOCK_C, BLOCK_X, NUM_WARPS, _register_limit
 PRECISION = {precision!r}
 signature = dict(rows_ptr='*fp32', label_ptr='*i64', lo_ptr='*i32', hi_ptr='*i32', a_ptr='*fp32',
                  b_ptr='*fp32', k0_ptr='*i32', grad_rows_ptr='*fp32', loss_ptr='*fp32',
@@ -151,7 +152,8 @@ signature = dict(rows_ptr='*fp32', label_ptr='*i64', lo_ptr='*i32', hi_ptr='*i32
 src = ASTSource(fn=upsample_ce_kernel, signature=signature,  # ViT p16 at 512 px: 10 columns
                 constexprs=dict(BLOCK_C=BLOCK_C, BLOCK_X=BLOCK_X, BLOCK_K=16,
                                 DOT_PRECISION=PRECISION))
-compiled = triton.compile(src, target=GPUTarget('cuda', 90, 32), options=dict(num_warps=NUM_WARPS))
+compiled = triton.compile(src, target=GPUTarget('cuda', 90, 32),
+                          options=dict(num_warps=NUM_WARPS, **_register_limit(PRECISION)))
 ptx = os.path.join(tempfile.mkdtemp(), 'k.ptx')
 open(ptx, 'w').write(compiled.asm['ptx'])
 (ptxas,) = glob.glob(os.path.join(os.path.dirname(triton.__file__), 'backends/nvidia/bin/ptxas'))
@@ -175,3 +177,6 @@ def test_kernel_compiles_for_hopper(tmp_path, precision):
     assert int(cubin_bytes) > 1000
     if precision == 'tf32':  # the training path (bf16 logits): registers suffice at this tile
         assert ' 0 bytes spill stores' in ptxas_info, ptxas_info
+    limit = fce.MAX_REGISTERS[precision]
+    used = int(re.search(r'Used (\d+) registers', ptxas_info).group(1))
+    assert limit is None or used <= limit, ptxas_info

@@ -22,18 +22,26 @@ class StackedSegDataPreProcessor(SegDataPreProcessor):
     loader's pinned memory they run while the host goes on).
 
     ``prefetch(data)`` prepares a training batch ahead of time (``PrefetchBatchHook``): the
-    next ``forward(data, training=True)`` with that same object returns the result.
+    next ``forward(data, training=True)`` with that same object returns the result. On a GPU,
+    with ``copy_stream`` (default True), its copies to the device run on a stream of their own,
+    so they overlap the work already queued (the backward) instead of waiting behind it; the
+    preprocessing after them waits for them.
     """
 
-    def __init__(self, *args, non_blocking: bool = True, **kwargs):
+    def __init__(self, *args, non_blocking: bool = True, copy_stream: bool = True, **kwargs):
         super().__init__(*args, **kwargs)
         self._non_blocking = non_blocking
+        self.copy_stream = copy_stream
         self._prefetched = None  # (the batch object, its result)
 
     def prefetch(self, data: dict) -> None:
         """Preprocess training batch ``data`` now; ``forward(data, True)`` will return it."""
         self._prefetched = None
-        self._prefetched = (data, self.forward(data, training=True))
+        if self.copy_stream and self.device.type == 'cuda':
+            copied = _copy_on_side_stream(data, self.device)
+        else:
+            copied = data
+        self._prefetched = (data, self.forward(copied, training=True))
 
     def forward(self, data: dict, training: bool = False) -> dict:
         if training and self._prefetched is not None and self._prefetched[0] is data:
@@ -50,9 +58,11 @@ class StackedSegDataPreProcessor(SegDataPreProcessor):
         seg = None if stacked is None else stacked['data'].to(stacked['dtype'])
         if self.channel_conversion and inputs.size(1) == 3:
             inputs = inputs.flip(1)  # mmseg's [2, 1, 0], without an index tensor to copy
-        inputs = inputs.float()
-        if self._enable_normalize:
-            inputs = (inputs - self.mean) / self.std
+        if self._enable_normalize:  # uint8 - float32 is float32: one kernel less than .float()
+            inputs = inputs.float() if inputs.is_floating_point() else inputs
+            inputs = (inputs - self.mean).div_(self.std)
+        else:
+            inputs = inputs.float()
         target = self._padded_size(inputs.shape[-2:])
         inputs = _pad_each(inputs, shapes, target, self.pad_val)
         if seg is not None:
@@ -101,6 +111,40 @@ class StackedSegDataPreProcessor(SegDataPreProcessor):
         return tuple(-(-s // divisor) * divisor for s in hw)
 
 
+_SIDE_STREAMS = {}  # device -> the stream of prefetch's copies
+
+
+def _copy_on_side_stream(data, device):
+    """``data`` with its tensors (in dicts, lists, tuples; not inside data samples) copied to
+    ``device`` on a side stream; the current stream waits for the copies, and their memory is
+    kept until the current stream's work on it is done."""
+    side = _SIDE_STREAMS.setdefault(device, torch.cuda.Stream(device))
+    current = torch.cuda.current_stream(device)
+    copies = []
+    with torch.cuda.stream(side):
+        copied = _tensors_to(data, device, copies)
+    current.wait_stream(side)
+    for tensor in copies:
+        tensor.record_stream(current)
+    return copied
+
+
+def _tensors_to(obj, device, copies):
+    """``obj`` with the tensors in nested dicts, lists and tuples on ``device`` (non-blocking);
+    the new device tensors are appended to ``copies``."""
+    if torch.is_tensor(obj):
+        if obj.device == device:
+            return obj
+        copies.append(obj.to(device, non_blocking=True))
+        return copies[-1]
+    if isinstance(obj, dict):
+        return {k: _tensors_to(v, device, copies) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        values = [_tensors_to(v, device, copies) for v in obj]
+        return type(obj)(*values) if hasattr(obj, '_fields') else type(obj)(values)
+    return obj
+
+
 def _image_shapes(data):
     """Each image's (h, w), taken out of ``data``: ``img_shapes``, else the stack's size."""
     shapes, inputs = data.pop('img_shapes', None), data['inputs']
@@ -113,6 +157,8 @@ def _pad_each(batch, shapes, target, value):
     """``batch`` (N, ..., H, W), sample i of size ``shapes[i]`` at the top left, with everything
     outside each sample set to ``value``, padded to ``target`` (h, w) at the bottom and right."""
     height, width = batch.shape[-2:]
+    if (height, width) == tuple(target) and all(tuple(hw) == (height, width) for hw in shapes):
+        return batch  # nothing to pad or fill (F.pad would copy)
     batch = F.pad(batch, (0, target[1] - width, 0, target[0] - height), value=value)
     for i, (h, w) in enumerate(shapes):
         if (h, w) != (height, width):  # a sample smaller than the stack

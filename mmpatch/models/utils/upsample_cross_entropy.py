@@ -36,6 +36,9 @@ BLOCK_X = 128  # output pixels per program (halved, down to 64, where a block wo
 #               than MAX_SPAN source columns, e.g. 64 for ViT p2's 256 -> 512)
 BLOCK_C = 32  # classes per step of a program's loops
 NUM_WARPS = 4
+# registers per thread by product precision (ptxas' maxnreg; None: its choice). tf32: 128
+# instead of 161 at 128 / 32 / 4: 4 programs of 4 warps per multiprocessor instead of 3, no spills
+MAX_REGISTERS = dict(tf32=128, ieee=None)
 MAX_SPAN = 64  # source columns a block of BLOCK_X output pixels may read
 PAD_LOGIT = -1e30  # the logit of the classes padded up to a multiple of BLOCK_C: exp() is 0
 
@@ -111,7 +114,8 @@ class _UpsampleCrossEntropy(torch.autograd.Function):
             upsample_ce_kernel[(n * H, blocks)](
                 rows, label.contiguous(), lo, hi, a, b, k0, grad_rows, loss_sums, correct,
                 c, padded, H, W, w, ignore_index, BLOCK_C=BLOCK_C, BLOCK_X=block_x,
-                BLOCK_K=_block(span), DOT_PRECISION=precision, num_warps=NUM_WARPS)
+                BLOCK_K=_block(span), DOT_PRECISION=precision, num_warps=NUM_WARPS,
+                **_register_limit(precision))
             labelled = (label != ignore_index).sum()
             # mmseg's weight_reduce_loss: sum / (avg_factor + eps)
             divisor = (labelled if avg_non_ignore else label.numel()) + torch.finfo(torch.float32).eps
@@ -126,6 +130,12 @@ class _UpsampleCrossEntropy(torch.autograd.Function):
     def backward(ctx, grad_loss, grad_accuracy):
         (grad,) = ctx.saved_tensors
         return grad * grad_loss.to(grad.dtype), None, None, None, None, None
+
+
+def _register_limit(precision):
+    """The kernel's launch option for MAX_REGISTERS[precision]."""
+    limit = MAX_REGISTERS.get(precision)
+    return {} if limit is None else dict(maxnreg=limit)
 
 
 def _block(size):
