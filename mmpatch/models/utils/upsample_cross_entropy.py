@@ -28,16 +28,17 @@ from .bilinear_matmul import bilinear_taps, device_bilinear_weights
 
 # Launch settings (read at each call): the fastest of a sweep on an H200 (16 x 150 x 32 x 32 ->
 # 512 x 512, tf32, forward + backward with the matmuls around the kernel, 2026-12-02, the kernel
-# with (pixels, classes) tiles and padded classes: 128 / 32 / 4: 1.67 ms; 64 / 32 / 4: 1.84;
-# 128 / 64 / 4: 1.99; 128 / 32 / 8: 2.18; 256 / 32 / 4: 2.26; 128 / 16 / 4: 2.28; the matmul
-# path 7.76 ms). fp32 logits (the 'ieee' products) spill registers at 128 / 32 / 4 and still
-# ran faster there than at 64 / 32 / 4 (7.19 against 8.35 ms).
+# with (pixels, classes) tiles and padded classes, the compiler's register count: 128 / 32 / 4:
+# 1.67 ms; 64 / 32 / 4: 1.84; 128 / 64 / 4: 1.99; 128 / 32 / 8: 2.18; 256 / 32 / 4: 2.26;
+# 128 / 16 / 4: 2.28; the matmul path 7.76 ms). fp32 logits (the 'ieee' products) spill
+# registers at 128 / 32 / 4 and still ran faster there than at 64 / 32 / 4 (7.19 against 8.35).
 BLOCK_X = 128  # output pixels per program (halved, down to 64, where a block would read more
 #               than MAX_SPAN source columns, e.g. 64 for ViT p2's 256 -> 512)
 BLOCK_C = 32  # classes per step of a program's loops
 NUM_WARPS = 4
 # registers per thread by product precision (ptxas' maxnreg; None: its choice). tf32: 128
-# instead of 161 at 128 / 32 / 4: 4 programs of 4 warps per multiprocessor instead of 3, no spills
+# instead of 161 at 128 / 32 / 4, so 4 programs of 4 warps per multiprocessor instead of 3, no
+# spills: 1.52 against 1.68 ms (same H200 run); 64 / 32 / 4 at 96: 1.76 ms
 MAX_REGISTERS = dict(tf32=128, ieee=None)
 MAX_SPAN = 64  # source columns a block of BLOCK_X output pixels may read
 PAD_LOGIT = -1e30  # the logit of the classes padded up to a multiple of BLOCK_C: exp() is 0
