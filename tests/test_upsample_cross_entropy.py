@@ -73,6 +73,14 @@ def test_padded_classes_do_not_count_for_very_negative_logits():
     torch.testing.assert_close(shifted_acc, acc)
 
 
+def test_register_limit_for_tensor_core_products_only(monkeypatch):
+    monkeypatch.setattr(fce, '_has_maxnreg', lambda: True)
+    assert fce._register_limit('tf32') == dict(maxnreg=fce.MAX_REGISTERS['tf32']) != {}
+    assert fce._register_limit('ieee') == {}
+    monkeypatch.setattr(fce, '_has_maxnreg', lambda: False)  # an older Triton: no option
+    assert fce._register_limit('tf32') == {}
+
+
 def test_fused_head_uses_the_kernel_only_where_it_applies(monkeypatch):
     from mmpatch.models.heads import linear_head
     calls = []
@@ -146,7 +154,8 @@ from mmpatch.models.utils.upsample_cross_entropy import BLOCK_C, BLOCK_X, NUM_WA
 PRECISION = {precision!r}
 signature = dict(rows_ptr='*fp32', label_ptr='*i64', lo_ptr='*i32', hi_ptr='*i32', a_ptr='*fp32',
                  b_ptr='*fp32', k0_ptr='*i32', grad_rows_ptr='*fp32', loss_ptr='*fp32',
-                 correct_ptr='*i32', C='i32', CP='i32', H='i32', W='i32', w='i32', ignore_index='i32',
+                 correct_ptr='*i32', C='i32', CP='i32', H='i32', W='i32', w='i32',
+                 ignore_index='i32',
                  BLOCK_C='constexpr', BLOCK_X='constexpr', BLOCK_K='constexpr',
                  DOT_PRECISION='constexpr')
 src = ASTSource(fn=upsample_ce_kernel, signature=signature,  # ViT p16 at 512 px: 10 columns

@@ -9,7 +9,7 @@ product's rows, so the reductions over classes stay within each warp. Exponentia
 one fused multiply-add (z * log2(e) - max * log2(e)). Classes are visited twice: first for the
 log-sum-exp and the argmax (online, as flash attention's softmax; the label's logit is read from
 its two source columns), then for the softmax, reduced onto the same source columns by the
-transposed product with the weights of the labelled pixels and added into ``grad_rows`` at the
+transposed product with the weights of the pixels not ignored and added into ``grad_rows`` at the
 columns the block reads (atomics: neighbouring blocks share a column); the one-hot part of the
 gradient is added per pixel at its label, two atomics. Writes the block's loss sum and
 correct-pixel count. ``DOT_PRECISION``: Triton's ``input_precision`` of the products ('ieee':

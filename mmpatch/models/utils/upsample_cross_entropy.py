@@ -134,9 +134,19 @@ class _UpsampleCrossEntropy(torch.autograd.Function):
 
 
 def _register_limit(precision):
-    """The kernel's launch option for MAX_REGISTERS[precision]."""
+    """The kernel's launch option for MAX_REGISTERS[precision]; none where Triton's NVIDIA
+    backend has no ``maxnreg`` option."""
     limit = MAX_REGISTERS.get(precision)
-    return {} if limit is None else dict(maxnreg=limit)
+    return {} if limit is None or not _has_maxnreg() else dict(maxnreg=limit)
+
+
+@lru_cache(maxsize=1)
+def _has_maxnreg():
+    try:
+        from triton.backends.nvidia.compiler import CUDAOptions
+    except ImportError:
+        return False
+    return 'maxnreg' in getattr(CUDAOptions, '__dataclass_fields__', {})
 
 
 def _block(size):
