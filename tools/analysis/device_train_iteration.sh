@@ -48,7 +48,7 @@ for variant in ${VARIANTS:-stacked mmseg}; do
        exit 2 ;;
   esac
   python3 tools/train.py "$CONFIG" --work-dir "/tmp/train_iteration_$variant" \
-      --cfg-options "${COMMON[@]}" "${EXTRA[@]}" 2>&1 | grep -v "warn" \
+      --cfg-options "${COMMON[@]}" "${EXTRA[@]}" 2>&1 | grep --line-buffered -v "warn" \
       > "$OUT/train_iteration_$variant.log"
   grep -E "Iter\(train\)" "$OUT/train_iteration_$variant.log" | tail -2
   python3 tools/analysis/summarize_run.py "/tmp/train_iteration_$variant" --gpus 1 \
