@@ -83,6 +83,10 @@ def test_same_batches_and_updates_with_the_next_one_prepared_before_the_read(tmp
                       ('prefetch', firsts[3]), ('read', 2), ('read', 3)]
     assert ahead_data.taken == plain_data.taken  # no batch taken after the last iteration
     assert isinstance(runner.train_loop.dataloader_iterator, Lookahead)
+    waits = runner.message_hub.get_scalar('train/prefetch_data_time')  # the loader's wait
+    assert len(waits.data[0]) == 3 and all(w >= 0 for w in waits.data[0])
+    log = next((tmp_path / 'ahead').rglob('*.log')).read_text()
+    assert 'prefetch_data_time: ' in log  # in the training log, next to data_time
 
 
 def test_needs_an_iteration_loop_and_a_preprocessor_that_prefetches(tmp_path):
