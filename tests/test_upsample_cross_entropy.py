@@ -61,7 +61,6 @@ def test_equals_interpolate_and_mmseg_cross_entropy(in_hw, out_hw, classes, alig
 
 
 @needs_kernel
-@needs_kernel
 def test_padded_classes_do_not_count_for_very_negative_logits():
     # the kernel pads the classes to a multiple of BLOCK_C with PAD_LOGIT; softmax ignores shifts
     torch.manual_seed(0)
@@ -81,6 +80,7 @@ def test_register_limit_for_tensor_core_products_only(monkeypatch):
     assert fce._register_limit('tf32') == {}
 
 
+@needs_kernel
 def test_fused_head_uses_the_kernel_only_where_it_applies(monkeypatch):
     from mmpatch.models.heads import linear_head
     calls = []

@@ -39,7 +39,7 @@ class StackedSegDataPreProcessor(SegDataPreProcessor):
         """Preprocess training batch ``data`` now; ``forward(data, True)`` will return it."""
         self._prefetched = None
         if self.copy_stream and self.device.type == 'cuda':
-            copied = _copy_on_side_stream(data, self.device)
+            copied = _copy_on_side_stream(data, self.device, self._non_blocking)
         else:
             copied = data
         self._prefetched = (data, self.forward(copied, training=True))
@@ -115,33 +115,33 @@ class StackedSegDataPreProcessor(SegDataPreProcessor):
 _SIDE_STREAMS = {}  # device -> the stream of prefetch's copies
 
 
-def _copy_on_side_stream(data, device):
-    """``data`` with its tensors (in dicts, lists, tuples; not inside data samples) copied to
-    ``device`` on a side stream; the current stream waits for the copies, and their memory is
-    kept until the current stream's work on it is done."""
+def _copy_on_side_stream(data, device, non_blocking):
+    """``data`` with its tensors (in dicts, lists, tuples; not inside data samples, which
+    ``cast_data`` moves with their metainfo) copied to ``device`` on a side stream; the current
+    stream waits for the copies, and their memory is kept until its work on them is done."""
     side = _SIDE_STREAMS.setdefault(device, torch.cuda.Stream(device))
     current = torch.cuda.current_stream(device)
     copies = []
     with torch.cuda.stream(side):
-        copied = _tensors_to(data, device, copies)
+        copied = _tensors_to(data, device, copies, non_blocking)
     current.wait_stream(side)
     for tensor in copies:
         tensor.record_stream(current)
     return copied
 
 
-def _tensors_to(obj, device, copies):
-    """``obj`` with the tensors in nested dicts, lists and tuples on ``device`` (non-blocking);
-    the new device tensors are appended to ``copies``."""
+def _tensors_to(obj, device, copies, non_blocking=True):
+    """``obj`` with the tensors in nested dicts, lists and tuples on ``device``; the new device
+    tensors are appended to ``copies``."""
     if torch.is_tensor(obj):
         if obj.device == device:
             return obj
-        copies.append(obj.to(device, non_blocking=True))
+        copies.append(obj.to(device, non_blocking=non_blocking))
         return copies[-1]
     if isinstance(obj, dict):
-        return {k: _tensors_to(v, device, copies) for k, v in obj.items()}
+        return {k: _tensors_to(v, device, copies, non_blocking) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
-        values = [_tensors_to(v, device, copies) for v in obj]
+        values = [_tensors_to(v, device, copies, non_blocking) for v in obj]
         return type(obj)(*values) if hasattr(obj, '_fields') else type(obj)(values)
     return obj
 

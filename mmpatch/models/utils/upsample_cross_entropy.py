@@ -37,8 +37,9 @@ BLOCK_X = 128  # output pixels per program (halved, down to 64, where a block wo
 BLOCK_C = 32  # classes per step of a program's loops
 NUM_WARPS = 4
 # registers per thread by product precision (ptxas' maxnreg; None: its choice). tf32: 128
-# instead of 161 at 128 / 32 / 4, so 4 programs of 4 warps per multiprocessor instead of 3, no
-# spills: 1.52 against 1.68 ms (same H200 run); 64 / 32 / 4 at 96: 1.76 ms
+# instead of ptxas' 161 at 128 / 32 / 4 (Triton 3.8, compiled for sm_90a on the CPU machine), so
+# 4 programs of 4 warps per multiprocessor instead of 3, no spills: 1.52 against 1.68 ms (same
+# H200 run, its Triton 3.6); 64 / 32 / 4 at 96: 1.76 ms
 MAX_REGISTERS = dict(tf32=128, ieee=None)
 MAX_SPAN = 64  # source columns a block of BLOCK_X output pixels may read
 PAD_LOGIT = -1e30  # the logit of the classes padded up to a multiple of BLOCK_C: exp() is 0
