@@ -203,3 +203,24 @@ def test_make_toy_cli(tmp_path, capsys):
     assert 'toy coco: 2 train + 1 val' in capsys.readouterr().out
     with pytest.raises(SystemExit, match='num_classes for the toy seg set'):
         main(['seg', '--out', str(tmp_path / 's'), '--num-classes', '200'])
+
+
+def test_make_toy_cli_writes_jpeg_images_on_request(tmp_path):
+    import runpy
+    main = runpy.run_path(os.path.join(REPO, 'tools', 'data', 'make_toy.py'))['main']
+    png, jpg = str(tmp_path / 'png'), str(tmp_path / 'jpg')
+    for out, fmt in ((png, 'png'), (jpg, 'jpg')):
+        main(['seg', '--out', out, '--num-train', '2', '--num-val', '1', '--image-format', fmt])
+    assert sorted(os.listdir(f'{jpg}/images/training')) == ['toy_00000.jpg', 'toy_00001.jpg']
+    assert 'image_format' not in read_meta(png) and read_meta(jpg)['image_format'] == 'jpg'
+    lossless, jpeg = (cv2.imread(path, cv2.IMREAD_GRAYSCALE).astype(int) for path in
+                      (f'{png}/images/training/toy_00001.png', f'{jpg}/images/training/toy_00001.jpg'))
+    assert 0 < np.abs(jpeg - lossless).mean() < 4  # the same scene; JPEG keeps luma (not fine chroma)
+    assert filecmp.cmp(f'{png}/annotations/training/toy_00001.png',
+                       f'{jpg}/annotations/training/toy_00001.png', shallow=False)
+    with pytest.raises(SystemExit, match='other knobs'):  # a PNG set is not silently replaced
+        main(['seg', '--out', png, '--num-train', '2', '--num-val', '1', '--image-format', 'jpg'])
+    with pytest.raises(SystemExit, match='seg set only'):
+        main(['coco', '--out', str(tmp_path / 'c'), '--image-format', 'jpg'])
+    with pytest.raises(ValueError, match="image_format must be 'png' or 'jpg'"):
+        write_toy_seg(str(tmp_path / 'w'), num_train=1, num_val=1, image_format='webp')

@@ -5,7 +5,7 @@ only on ``(seed, split, i)``, so 100 images are the first 100 of 200):
 
 ``write_toy_seg(root, ...)``: ADE20K layout, for semantic segmentation::
 
-    root/images/{training,validation}/toy_00000.png        RGB
+    root/images/{training,validation}/toy_00000.png        RGB (or .jpg: image_format='jpg')
     root/annotations/{training,validation}/toy_00000.png   uint8 labels
     root/meta.json                                         knobs, classes, palette
 
@@ -443,10 +443,18 @@ def _prepare_root(root, meta, subdirs, overwrite):
     os.makedirs(root, exist_ok=True)
 
 
-def write_toy_seg(root, overwrite=False, **knobs):
-    """Write the ADE20K-layout toy segmentation set to ``root``; returns its meta dict."""
+def write_toy_seg(root, overwrite=False, image_format='png', **knobs):
+    """Write the ADE20K-layout toy segmentation set to ``root``; returns its meta dict.
+
+    ``image_format='jpg'``: the images as JPEG (OpenCV's quality 95), as ADE20K ships its
+    photos, for timing a data pipeline (decoding costs what it will); recorded in the meta.
+    """
+    if image_format not in ('png', 'jpg'):
+        raise ValueError(f"image_format must be 'png' or 'jpg', got {image_format!r}")
     k = make_knobs('seg', **knobs)
     meta = _meta('seg', k, seg_class_names(k.num_classes), class_colours(k.num_classes))
+    if image_format != 'png':  # PNG sets keep the meta they had before the option
+        meta['image_format'] = image_format
     _prepare_root(root, meta, ('images', 'annotations'), overwrite)
     for split, n in (('train', k.num_train), ('val', k.num_val)):
         img_dir = osp.join(root, 'images', SEG_SPLITS[split])
@@ -455,7 +463,7 @@ def write_toy_seg(root, overwrite=False, **knobs):
         os.makedirs(ann_dir, exist_ok=True)
         for i in range(n):
             img, label = make_seg_scene(_rng(k.seed, split, i), k.img_size, k.num_classes, k.detail_scale)
-            _imwrite_rgb(osp.join(img_dir, f'toy_{i:05d}.png'), img)
+            _imwrite_rgb(osp.join(img_dir, f'toy_{i:05d}.{image_format}'), img)
             if not cv2.imwrite(osp.join(ann_dir, f'toy_{i:05d}.png'), label):
                 raise OSError(f'could not write {ann_dir}/toy_{i:05d}.png')
     with open(osp.join(root, 'meta.json'), 'w') as f:

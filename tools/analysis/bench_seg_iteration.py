@@ -116,7 +116,7 @@ def train_pipeline(crop):
         raise ValueError(f'{DATASET_CFG}: expected the pipeline to start with {FILE_LOADERS}')
     pipeline = pipeline[2:]
     for t in pipeline:
-        if t['type'] == 'RandomCrop':
+        if t['type'] in ('RandomCrop', 'FastRandomCrop'):
             t['crop_size'] = (crop, crop)
         if t['type'] == 'RandomResize':
             t['scale'] = (4 * crop, crop)  # ADE20K: (2048, 512)

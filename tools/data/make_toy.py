@@ -24,6 +24,8 @@ def parse_args(argv=None):
     ap.add_argument('--detail-scale', type=float, default=1.0, help='multiplies stroke widths (1-3 px) '
                     'and small-object sizes (3-8 px); default 1.0, larger = coarser/easier')
     ap.add_argument('--seed', type=int, default=0, help='random seed (default 0)')
+    ap.add_argument('--image-format', choices=['png', 'jpg'], default='png',
+                    help='seg images as PNG (default) or JPEG like ADE20K (for data-pipeline timing)')
     ap.add_argument('--overwrite', action='store_true', help='replace a toy set made with other knobs')
     return ap.parse_args(argv)
 
@@ -33,10 +35,13 @@ def main(argv=None):
     if len(args.img_size) not in (1, 2):
         sys.exit('make_toy.py: error: --img-size takes one value or two (H W)')
     out = args.out or f'data/toy_{args.kind}'
+    if args.kind == 'coco' and args.image_format != 'png':
+        sys.exit('make_toy.py: error: --image-format applies to the seg set only')
     writer = write_toy_seg if args.kind == 'seg' else write_toy_coco
+    extra = dict(image_format=args.image_format) if args.kind == 'seg' else {}
     t0 = time.time()
     try:
-        meta = writer(out, overwrite=args.overwrite,
+        meta = writer(out, overwrite=args.overwrite, **extra,
                       img_size=args.img_size[0] if len(args.img_size) == 1 else tuple(args.img_size),
                       num_train=args.num_train, num_val=args.num_val, num_classes=args.num_classes,
                       detail_scale=args.detail_scale, seed=args.seed)
