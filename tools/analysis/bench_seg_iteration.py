@@ -16,7 +16,7 @@ Measures, for one segmentor (default: PatchViT-B p16, compiled blocks, + LinearH
 - ``end_to_end``: the same with a fresh batch from the DataLoader every
   iteration: worker processes run the ADE20K training pipeline of
   ``configs/_base_/datasets/ade20k.py`` (JPEG/PNG decode from memory instead of
-  the disk, then RandomResize, RandomCrop, RandomFlip, PhotoMetricDistortion,
+  the disk, then RandomResize, FastRandomCrop, RandomFlip, FastPhotoMetricDistortion,
   PackSegInputs), pinned memory, mmengine's ``pseudo_collate``;
 - ``loader``: the DataLoader alone (images/s it can deliver);
 - ``end_to_end_w{N}`` (``--end-to-end-workers N ...``): ``end_to_end`` with N loader workers

@@ -24,7 +24,7 @@ set -o pipefail
 CONFIG=${1:-configs/ade20k/vit_b_p16_linear.py}
 BATCH=${2:-16}
 ITERS=${3:-300}
-WORKERS=${4:-12}
+WORKERS=${4:-14}  # 12 left a 16-core H200 host slower (results/benchmark/NOTES.md, session 9)
 IMAGES=${IMAGES:-jpg}
 DATA=/tmp/ade_toy512_$IMAGES
 export PYTHONPATH=$PYTHONPATH:. PYTHONUNBUFFERED=1
