@@ -119,7 +119,9 @@ def _copy_on_side_stream(data, device, non_blocking):
     """``data`` with its tensors (in dicts, lists, tuples; not inside data samples, which
     ``cast_data`` moves with their metainfo) copied to ``device`` on a side stream; the current
     stream waits for the copies, and their memory is kept until its work on them is done."""
-    side = _SIDE_STREAMS.setdefault(device, torch.cuda.Stream(device))
+    side = _SIDE_STREAMS.get(device)
+    if side is None:  # one per device, made once (not a new one per call)
+        side = _SIDE_STREAMS[device] = torch.cuda.Stream(device)
     current = torch.cuda.current_stream(device)
     copies = []
     with torch.cuda.stream(side):

@@ -21,6 +21,7 @@ import os
 from functools import lru_cache
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from .autocast_off import autocast_off
@@ -102,10 +103,7 @@ class _UpsampleCrossEntropy(torch.autograd.Function):
         with autocast_off(device.type):
             weights_h = device_bilinear_weights(H, h, align_corners, device, torch.float32)
             padded = -(-c // BLOCK_C) * BLOCK_C  # classes, padded for the kernel's chunks
-            logits_p = logits.float()
-            if padded > c:
-                logits_p = torch.cat([logits_p, logits_p.new_full((n, padded - c, h, w),
-                                                                  PAD_LOGIT)], 1)
+            logits_p = F.pad(logits.float(), (0, 0, 0, 0, 0, padded - c), value=PAD_LOGIT)
             rows = torch.matmul(weights_h, logits_p).contiguous()  # (N, padded, H, w)
             block_x, _ = _blocking(W, w, align_corners)
             lo, hi, a, b, k0, span = _column_taps(W, w, align_corners, device, block_x)
@@ -155,6 +153,7 @@ def _block(size):
     return max(16, 1 << (size - 1).bit_length())
 
 
+@lru_cache(maxsize=32)
 def _blocking(out_w, in_w, align_corners):
     """(output pixels per program, source columns the widest such block reads): BLOCK_X,
     halved (down to 64) while a block would read more than MAX_SPAN columns."""
