@@ -30,6 +30,7 @@ from mmengine.logging import print_log
 from mmpatch.datasets.sample_checks import DataError, original_message
 from mmpatch.engine.atomic_checkpoint import latest_complete_checkpoint
 from mmpatch.engine.finite_loss_hook import NonFiniteLossError
+from mmpatch.engine.schedule import scale_schedule, set_train_length
 from mmpatch.models.utils.checkpoint_filter import CheckpointMismatchError, state_dict_mismatch
 
 SCOPES = ('mmseg', 'mmdet')
@@ -76,6 +77,12 @@ def train_parser():
     parser.add_argument('--amp', action='store_true', help='automatic mixed precision training')
     parser.add_argument('--auto-scale-lr', action='store_true',
                         help='scale the LR by total batch size / auto_scale_lr.base_batch_size')
+    length = parser.add_mutually_exclusive_group()
+    length.add_argument('--max-iters', type=int, metavar='N',
+                        help='train N iterations (epochs for an epoch-based config): the '
+                        'scheduler ends, validation and checkpoint intervals move with it')
+    length.add_argument('--iters-scale', type=float, metavar='F',
+                        help='multiply the schedule by F (2: twice as long), as --max-iters does')
     _add_common(parser)
     return parser
 
@@ -199,6 +206,21 @@ def check_data_paths(cfg, loaders, evaluators, scope):
 
 
 # ----------------------------------------------------------------------------- train options
+def set_schedule_length(cfg, max_iters=None, iters_scale=None):
+    """``--max-iters`` / ``--iters-scale``: the whole schedule moves (mmpatch/engine/schedule.py);
+    each change is printed, and mmengine saves the resulting config in the work dir."""
+    if max_iters is None and iters_scale is None:
+        return
+    try:
+        changes = (set_train_length(cfg, max_iters) if max_iters is not None
+                   else scale_schedule(cfg, iters_scale))
+    except ValueError as e:
+        flag = '--max-iters' if max_iters is not None else '--iters-scale'
+        raise CliError(f'{flag}: {e}') from None
+    for line in changes:
+        print_log(f'schedule: {line}', logger='current')
+
+
 def enable_amp(cfg):
     wrapper = cfg.optim_wrapper.get('type', 'OptimWrapper')
     if wrapper == 'AmpOptimWrapper':
@@ -384,6 +406,7 @@ def train_main(argv=None):
         enable_amp(cfg)
     if args.auto_scale_lr:
         enable_auto_scale_lr(cfg)
+    set_schedule_length(cfg, args.max_iters, args.iters_scale)
     set_resume(cfg, args.resume)
     use_atomic_checkpoints(cfg)
     add_finite_loss_hook(cfg)
