@@ -1,7 +1,7 @@
-"""Toy scenes with deliberate fine detail, for fast patch-size experiments on CPU.
+"""Toy scenes for fast patch-size experiments on CPU: fine detail, shapes, large regions.
 
 Two datasets, both deterministic from ``seed`` (image ``i`` of a split depends
-only on ``(seed, split, i)``, so 100 images are the first 100 of 200):
+only on ``(seed, split, i)`` and the knobs, so 100 images are the first 100 of 200):
 
 ``write_toy_seg(root, ...)``: ADE20K layout, for semantic segmentation::
 
@@ -10,9 +10,10 @@ only on ``(seed, split, i)``, so 100 images are the first 100 of 200):
     root/meta.json                                         knobs, classes, palette
 
   Labels follow ADE20K's ``reduce_zero_label`` convention: file value 0 is
-  "unlabelled" (a little grey clutter, ignored in training and evaluation) and
-  file values 1..num_classes are the classes, which mmseg shifts to 0..K-1
-  when the dataset has ``reduce_zero_label=True`` (``ToySegDataset`` does).
+  "unlabelled" (a little grey clutter in strokes scenes, ignored in training
+  and evaluation) and file values 1..num_classes are the classes, which mmseg
+  shifts to 0..K-1 when the dataset has ``reduce_zero_label=True``
+  (``ToySegDataset`` does).
 
 ``write_toy_coco(root, ...)``: COCO instance segmentation::
 
@@ -20,8 +21,12 @@ only on ``(seed, split, i)``, so 100 images are the first 100 of 200):
     root/annotations/instances_{train,val}.json   polygons, bbox, area, iscrowd=0
     root/meta.json
 
-What the scenes hold (the point of the set: a linear head on p8 tokens cannot
-draw a 1 px line, a p1 model can):
+What the scenes hold: the segmentation set comes in three families
+(``family`` knob, ``SEG_FAMILIES``), each a different question for the patch
+size; every family keeps the ``reduce_zero_label`` convention above.
+
+``strokes`` (the default) holds deliberate fine detail (a linear head on p8
+tokens cannot draw a 1 px line, a p1 model can):
 
 * Segmentation classes come in three roles, assigned round robin over the
   class ids 1..K: ``region`` (large areas: a warped Voronoi partition, so
@@ -36,21 +41,44 @@ draw a 1 px line, a p1 model can):
   does, which a model can learn. Strokes and objects have a paint each:
   their difficulty is their size, which is what the patch size changes.
   Per image the paints and brightness jitter; per pixel there is noise.
-* COCO categories are shapes (disc, box, triangle, stick, diamond, star);
-  two categories share each paint, so the shape names the category. Sizes
-  run from 3 px specks and 2-3 px wide sticks up to a third of the image, on
-  a striped background that is no category; instances do not overlap, and
-  each mask is exactly the rasterised polygon (``pycocotools``), so image,
-  mask, area and bbox agree.
+
+``shape`` holds thin line figures whose class only their shape names:
+class 1 is ``background`` (warped Voronoi cells, each low-contrast stripes
+of two muted paints), classes 2..K are figures (``SHAPE_FIGURES``: ring,
+cross, corner, zigzag, spiral, triangle, tee, box, arrow; names
+``background_1``, ``ring_2``, ``cross_3``, ...). Every figure is 1-3 px wide
+lines over a 10-30 px extent, randomly rotated, fully inside the image and
+apart from the others, painted with one of ``SHAPE_PAINTS`` drawn per figure
+at random: colour, line width, size and noise are independent of the class,
+so a pixel's class is decided by the figure around it, which a receptive
+field smaller than the figure cannot see whole.
+
+``control`` holds large regions only (a warped Voronoi partition, class
+``region_c`` per cell, no strokes, no small objects), each class with its own
+look (its own paint in stripes at its own angle and period,
+``control_class_looks``): little depends on the patch size there.
+
+COCO categories are shapes (disc, box, triangle, stick, diamond, star); two
+categories share each paint, so the shape names the category. Sizes run from
+3 px specks and 2-3 px wide sticks up to a third of the image, on a striped
+background that is no category; instances do not overlap, and each mask is
+exactly the rasterised polygon (``pycocotools``), so image, mask, area and
+bbox agree.
 
 Knobs (same names in ``tools/data/make_toy.py``):
     img_size      int or (h, w), default 64
     num_train     images in the training split, default 200
     num_val       images in the validation split, default 50
-    num_classes   3..150 for seg (default 8), 1..80 for COCO (default 6)
-    detail_scale  multiplies stroke widths and small-object sizes, default 1.0
-                  (2.0 gives 2-6 px strokes: a coarser, easier set)
+    num_classes   seg (default 8): 3..150 for strokes, 3..10 for shape (the
+                  background and 2..9 figures), 2..150 for control; COCO 1..80
+                  (default 6)
+    detail_scale  strokes: multiplies stroke widths and small-object sizes;
+                  shape: multiplies line widths (at most a sixth of the figure's
+                  extent); control: must stay 1.0 (nothing fine to scale).
+                  Default 1.0 (2.0 gives 2-6 px strokes: a coarser, easier set)
     seed          default 0
+    family        seg only: 'strokes' (default), 'shape' or 'control'; a
+                  meta.json without it is a strokes set
 
 ``fine_detail_mask(label)`` marks the pixels that belong to structures at most
 3 px thick (what a morphological opening with a 4x4 square removes).
@@ -65,12 +93,21 @@ import cv2
 import numpy as np
 
 ROLES = ('region', 'stroke', 'object')
+SHAPE_FIGURES = ('ring', 'cross', 'corner', 'zigzag', 'spiral', 'triangle', 'tee', 'box', 'arrow')
 COCO_SHAPES = ('disc', 'box', 'triangle', 'stick', 'diamond', 'star')
 SEG_SPLITS = {'train': 'training', 'val': 'validation'}
 STYLE_SEED = 20250205  # class looks are fixed across data seeds
 GENERATOR_VERSION = 1
 MAX_SEG_CLASSES = 150
 MAX_COCO_CLASSES = 80
+# seg family -> (fewest classes, most classes, what sets the range)
+SEG_FAMILY_CLASSES = {
+    'strokes': (3, MAX_SEG_CLASSES, f'one class per role {ROLES}'),
+    'shape': (3, 1 + len(SHAPE_FIGURES), f'the background and 2..{len(SHAPE_FIGURES)} of the figures '
+                                         f'{SHAPE_FIGURES}'),
+    'control': (2, MAX_SEG_CLASSES, 'two regions or more'),
+}
+SEG_FAMILIES = tuple(SEG_FAMILY_CLASSES)
 
 
 # ----------------------------------------------------------------------------- knobs
@@ -84,17 +121,41 @@ class ToyKnobs:
     seed: int
 
 
+@dataclass(frozen=True)
+class ToySegKnobs(ToyKnobs):
+    family: str
+
+
+def check_family(family):
+    """``family`` if it is a seg scene family, else a ValueError listing the valid ones."""
+    if family not in SEG_FAMILIES:
+        raise ValueError(f'unknown toy seg family {family!r}: valid families are {", ".join(SEG_FAMILIES)}')
+    return family
+
+
 def make_knobs(kind, img_size=64, num_train=200, num_val=50, num_classes=None,
-               detail_scale=1.0, seed=0):
-    """Validated knobs for ``kind`` 'seg' or 'coco'; raises ValueError naming the bad one."""
+               detail_scale=1.0, seed=0, family=None):
+    """Validated knobs for ``kind`` 'seg' or 'coco'; raises ValueError naming the bad one.
+
+    ``family`` (seg only, default 'strokes') picks the scene family; the COCO set has none.
+    """
     if kind not in ('seg', 'coco'):
         raise ValueError(f"toy dataset kind must be 'seg' or 'coco', got {kind!r}")
+    if kind == 'seg':
+        family = check_family('strokes' if family is None else family)
+        lo, hi, why = SEG_FAMILY_CLASSES[family]
+        why = f' (the {family} family needs {why})'
+    elif family is not None:
+        raise ValueError(f'family applies to the toy seg set only, got family={family!r} for coco')
+    else:
+        lo, hi, why = 1, MAX_COCO_CLASSES, ''
     if num_classes is None:
         num_classes = 8 if kind == 'seg' else 6
-    lo, hi = (3, MAX_SEG_CLASSES) if kind == 'seg' else (1, MAX_COCO_CLASSES)
     if not lo <= int(num_classes) <= hi:
-        raise ValueError(f'num_classes for the toy {kind} set must be in {lo}..{hi} '
-                         f'(seg needs one class per role {ROLES}), got {num_classes}')
+        raise ValueError(f'num_classes for the toy {kind} set must be in {lo}..{hi}{why}, got {num_classes}')
+    if family == 'control' and detail_scale != 1.0:
+        raise ValueError(f'detail_scale must be 1.0 for the control family (it has no fine detail '
+                         f'to scale), got {detail_scale}')
     hw = (img_size, img_size) if np.isscalar(img_size) else tuple(img_size)
     if len(hw) != 2 or min(hw) < 16:
         raise ValueError(f'img_size must be an int or (h, w) with both >= 16, got {img_size}')
@@ -102,18 +163,27 @@ def make_knobs(kind, img_size=64, num_train=200, num_val=50, num_classes=None,
         raise ValueError(f'num_train and num_val must be >= 1, got {num_train} and {num_val}')
     if not 0.25 <= detail_scale <= 8:
         raise ValueError(f'detail_scale must be in 0.25..8, got {detail_scale}')
-    return ToyKnobs((int(hw[0]), int(hw[1])), int(num_train), int(num_val), int(num_classes),
-                    float(detail_scale), int(seed))
+    values = ((int(hw[0]), int(hw[1])), int(num_train), int(num_val), int(num_classes),
+              float(detail_scale), int(seed))
+    return ToySegKnobs(*values, family) if kind == 'seg' else ToyKnobs(*values)
 
 
 # ----------------------------------------------------------------------------- classes
-def seg_class_roles(num_classes):
-    """Role of each class, in class order (file label 1 first)."""
-    return [ROLES[c % len(ROLES)] for c in range(num_classes)]
+def seg_class_roles(num_classes, family='strokes'):
+    """Role of each class of a ``family`` set, in class order (file label 1 first).
+
+    strokes: region/stroke/object round robin; shape: ``background`` then the
+    first K-1 of ``SHAPE_FIGURES``; control: ``region`` for all.
+    """
+    if check_family(family) == 'strokes':
+        return [ROLES[c % len(ROLES)] for c in range(num_classes)]
+    if family == 'shape':
+        return ['background', *SHAPE_FIGURES[:num_classes - 1]]
+    return ['region'] * num_classes
 
 
-def seg_class_names(num_classes):
-    return tuple(f'{role}_{c + 1}' for c, role in enumerate(seg_class_roles(num_classes)))
+def seg_class_names(num_classes, family='strokes'):
+    return tuple(f'{role}_{c + 1}' for c, role in enumerate(seg_class_roles(num_classes, family)))
 
 
 def coco_class_names(num_classes):
@@ -132,9 +202,9 @@ def class_colours(num_classes):
     return colours
 
 
-def toy_seg_metainfo(num_classes=8):
-    """``dict(classes, palette)`` of the toy segmentation set (palette = class colours)."""
-    return dict(classes=seg_class_names(num_classes), palette=class_colours(num_classes))
+def toy_seg_metainfo(num_classes=8, family='strokes'):
+    """``dict(classes, palette)`` of a toy segmentation set of ``family`` (palette = class colours)."""
+    return dict(classes=seg_class_names(num_classes, family), palette=class_colours(num_classes))
 
 
 def paint_colours(num_paints):
@@ -146,8 +216,11 @@ def paint_colours(num_paints):
     return out
 
 
+SHAPE_PAINTS = paint_colours(6)  # a shape figure's paint is one of these, drawn per figure
+
+
 def seg_class_looks(num_classes):
-    """How each class is painted (fixed per class id, independent of the data seed).
+    """How each class of a strokes set is painted (fixed per class id, independent of the data seed).
 
     Regions share paints: region j is stripes of paints j and j+1 of a ring of
     max(3, #regions) paints, so every region paint belongs to two regions and a
@@ -173,6 +246,38 @@ def seg_class_looks(num_classes):
         else:
             looks.append((next(own),))
     return paint_colours(n_paints), looks
+
+
+def control_class_looks(num_classes):
+    """How each class of a control set is painted: a look of its own (fixed per class id).
+
+    Class c is stripes of paint c (evenly spaced hues) and a darker shade of it,
+    at its own angle and period (4-10 px), so colour and texture both name it.
+    Returns ``(paints, looks)`` in ``_render``'s format.
+    """
+    paints, looks = [], []
+    for c, paint in enumerate(paint_colours(num_classes)):
+        rng = np.random.default_rng([STYLE_SEED, c])
+        paints += [paint, [int(0.6 * v) for v in paint]]
+        looks.append((2 * c, 2 * c + 1, rng.uniform(0, np.pi), rng.uniform(4, 10)))
+    return paints, looks
+
+
+def shape_looks(rng, num_cells):
+    """Paints and looks of a shape scene: ``SHAPE_PAINTS`` figure paints, then background cells.
+
+    Looks 1..len(SHAPE_PAINTS) are the figure paints (solid); the next
+    ``num_cells`` are background cells, each low-contrast stripes of two
+    muted paints (the figure paints mixed with grey) at a random angle and
+    period, drawn per image. Nothing here depends on a class.
+    """
+    muted = [[int(0.3 * v + 0.7 * 110) for v in p] for p in SHAPE_PAINTS]
+    n = len(SHAPE_PAINTS)
+    looks = [(i,) for i in range(n)]
+    for _ in range(num_cells):
+        a, b = rng.choice(n, size=2, replace=False)
+        looks.append((n + a, n + b, rng.uniform(0, np.pi), rng.uniform(4, 8)))
+    return SHAPE_PAINTS + muted, looks
 
 
 # ----------------------------------------------------------------------------- drawing
@@ -212,17 +317,27 @@ def _stroke_mask(rng, hw, width):
         p0, p1, p2 = rng.uniform([0, 0], [w, h], size=(3, 2))
         t = np.linspace(0, 1, 16)[:, None]
         pts = (1 - t) ** 2 * p0 + 2 * (1 - t) * t * p1 + t ** 2 * p2
-    pts = np.round(pts).astype(np.int32)
-    mask = np.zeros(hw, np.uint8)
-    for a, b in zip(pts[:-1], pts[1:]):
-        seg = np.zeros(hw, np.uint8)
-        cv2.line(seg, tuple(int(v) for v in a), tuple(int(v) for v in b), 1, 1, cv2.LINE_8)
-        if width > 1:  # thicken across the segment's main direction
-            dx, dy = abs(int(b[0] - a[0])), abs(int(b[1] - a[1]))
-            kernel = np.ones((width, 1) if dx >= dy else (1, width), np.uint8)
-            seg = cv2.dilate(seg, kernel, anchor=(0, 0))
-        mask |= seg
-    return mask.astype(bool)
+    return _polyline_mask(np.round(pts).astype(np.int32), hw, width)
+
+
+def _polyline_mask(pts, hw, width):
+    """Mask of the polyline through integer points ``pts`` (x, y), each segment ``width`` px thick.
+
+    Each segment is thickened across its main direction (down or right), so a
+    segment is exactly ``width`` px thick wherever it runs. Mostly horizontal and
+    mostly vertical segments are drawn on one canvas each and thickened once
+    (a dilation of a union is the union of the dilations).
+    """
+    segments = np.stack([pts[:-1], pts[1:]], 1).astype(np.int32)  # (n, 2 ends, x y)
+    d = np.abs(segments[:, 1] - segments[:, 0])
+    vertical = d[:, 0] < d[:, 1]
+    canvases = np.zeros((2,) + tuple(hw), np.uint8)  # mostly horizontal, mostly vertical
+    for canvas, group in zip(canvases, (segments[~vertical], segments[vertical])):
+        cv2.polylines(canvas, list(group), False, 1, 1, cv2.LINE_8)
+    if width > 1:
+        canvases = [cv2.dilate(canvas, np.ones(kernel, np.uint8), anchor=(0, 0))
+                    for canvas, kernel in zip(canvases, ((width, 1), (1, width)))]
+    return (canvases[0] | canvases[1]).astype(bool)
 
 
 def _small_object_mask(rng, hw, size):
@@ -249,18 +364,22 @@ def _scaled_count(rng, lo, hi, hw):
     return max(1, int(round(rng.integers(lo, hi) * hw[0] * hw[1] / 4096)))
 
 
-def _render(label, num_classes, rng):
-    """RGB image of a label map: shared paints, region stripes, grey clutter, jitter, noise."""
-    hw = label.shape
-    paints, looks = seg_class_looks(num_classes)
+def _render(look_map, paints, looks, rng):
+    """RGB image of a look map: grey clutter where 0, ``looks[v - 1]`` where v; jitter, noise.
+
+    A look is ``(paint,)`` (solid) or ``(paint_a, paint_b, angle, period)``
+    (stripes); paints are RGB triples, jittered per image. The look map is the
+    label map where looks are per class.
+    """
+    hw = look_map.shape
     paints = np.float32(paints) + rng.normal(0, 10, size=(len(paints), 3)).astype(np.float32)
     img = np.zeros(hw + (3,), np.float32)
     clutter = 128 + 40 * rng.standard_normal(hw).astype(np.float32)  # label 0
-    img[label == 0] = clutter[label == 0, None]
-    for c in np.unique(label):
+    img[look_map == 0] = clutter[look_map == 0, None]
+    for c in np.unique(look_map):
         if c == 0:
             continue
-        m = label == c
+        m = look_map == c
         look = looks[c - 1]
         if len(look) == 4:  # region: stripes of two paints
             a, b, angle, period = look
@@ -274,9 +393,14 @@ def _render(label, num_classes, rng):
     return np.clip(img, 0, 255).astype(np.uint8)
 
 
-def make_seg_scene(rng, img_size=(64, 64), num_classes=8, detail_scale=1.0):
-    """One scene: (RGB uint8 HxWx3, label uint8 HxW with 0 = unlabelled, 1..K classes)."""
-    hw = tuple(img_size)
+def make_seg_scene(rng, img_size=(64, 64), num_classes=8, detail_scale=1.0, family='strokes'):
+    """One scene of ``family``: (RGB uint8 HxWx3, label uint8 HxW with 0 = unlabelled, 1..K classes)."""
+    scene = {'strokes': _strokes_scene, 'shape': _shape_scene, 'control': _control_scene}
+    return scene[check_family(family)](rng, tuple(img_size), num_classes, detail_scale)
+
+
+def _strokes_scene(rng, hw, num_classes, detail_scale):
+    """Regions, strokes and small objects (see the module docstring)."""
     roles = seg_class_roles(num_classes)
     by_role = {r: [c + 1 for c, rr in enumerate(roles) if rr == r] for r in ROLES}
 
@@ -299,8 +423,85 @@ def make_seg_scene(rng, img_size=(64, 64), num_classes=8, detail_scale=1.0):
         size = max(2, int(round(rng.integers(3, 9) * detail_scale)))
         label[_small_object_mask(rng, hw, size)] = rng.choice(by_role['object'])
 
-    img = _render(label, num_classes, rng)
-    return img, label
+    return _render(label, *seg_class_looks(num_classes), rng), label
+
+
+def _figure_polylines(figure):
+    """Polylines (arrays of x, y in [-1, 1]) that draw ``figure``; closed ones end where they start."""
+    if figure == 'ring':
+        t = np.linspace(0, 2 * np.pi, 25)[:, None]
+        return [np.hstack([np.cos(t), np.sin(t)])]
+    if figure == 'spiral':  # 1.15 turns, the radius growing from 0.3 to 1
+        t = np.linspace(0, 1.15 * 2 * np.pi, 29)[:, None]
+        return [(0.3 + 0.7 * t / t[-1]) * np.hstack([np.cos(t), np.sin(t)])]
+    lines = {
+        'cross': [[(-1, 0), (1, 0)], [(0, -1), (0, 1)]],
+        'corner': [[(-1, -1), (-1, 1), (1, 1)]],
+        'zigzag': [[(-1, 1), (-0.33, -1), (0.33, 1), (1, -1)]],
+        'triangle': [[(0, -1), (0.87, 0.5), (-0.87, 0.5), (0, -1)]],
+        'tee': [[(-1, -1), (1, -1)], [(0, -1), (0, 1)]],
+        'box': [[(-1, -1), (1, -1), (1, 1), (-1, 1), (-1, -1)]],
+        'arrow': [[(-1, 0), (1, 0)], [(0.3, -0.6), (1, 0), (0.3, 0.6)]],
+    }[figure]
+    return [np.float64(line) for line in lines]
+
+
+def _figure_patch(rng, figure, max_extent, detail_scale):
+    """Mask of a randomly rotated ``figure``, 1-3 px lines over 10-30 px, cropped to its box.
+
+    The extent (the box's longer side) is drawn in 11..29 px (at most
+    ``max_extent``; rounding moves it by 1 px at most); the line width (times
+    ``detail_scale``) is at most a sixth of it, so small figures stay open line
+    drawings rather than blobs.
+    """
+    extent = rng.uniform(11, min(29, max_extent))
+    width = int(min(max(1, round(rng.integers(1, 4) * detail_scale)), max(1, extent // 6)))
+    angle = rng.uniform(0, 2 * np.pi)
+    rot = np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
+    lines = [line @ rot.T for line in _figure_polylines(figure)]
+    points = np.concatenate(lines)
+    lo, hi = points.min(0), points.max(0)
+    scale = (extent - width) / (hi - lo).max()  # the thickening adds width - 1 px down/right
+    w, h = np.round((hi - lo) * scale).astype(int) + width
+    mask = np.zeros((h, w), bool)
+    for line in lines:
+        mask |= _polyline_mask(np.round((line - lo) * scale).astype(np.int32), (h, w), width)
+    return mask
+
+
+def _shape_scene(rng, hw, num_classes, detail_scale, max_tries=20):
+    """Line figures on a textured background; a figure's class is its shape, nothing else.
+
+    Figures lie wholly inside the image, at least 2 px apart (a figure that
+    finds no free place in ``max_tries`` offsets is left out).
+    """
+    cells = _warped_voronoi(rng, hw, int(rng.integers(2, 5)))
+    paints, looks = shape_looks(rng, cells.max() + 1)
+    look_map = (len(SHAPE_PAINTS) + 1 + cells).astype(np.int32)
+    label = np.ones(hw, np.uint8)  # class 1: background
+    occupied = np.zeros(hw, bool)
+    figures = seg_class_roles(num_classes, 'shape')[1:]
+    for _ in range(_scaled_count(rng, 4, 8, hw)):
+        c = int(rng.integers(len(figures)))
+        patch = _figure_patch(rng, figures[c], min(hw) - 2, detail_scale)
+        ph, pw = patch.shape
+        for _ in range(max_tries):
+            y, x = int(rng.integers(0, hw[0] - ph + 1)), int(rng.integers(0, hw[1] - pw + 1))
+            if not (occupied[y:y + ph, x:x + pw] & patch).any():
+                mask = np.zeros(hw, bool)
+                mask[y:y + ph, x:x + pw] = patch
+                occupied |= cv2.dilate(mask.astype(np.uint8), np.ones((5, 5), np.uint8)).astype(bool)
+                label[mask] = c + 2
+                look_map[mask] = 1 + rng.integers(len(SHAPE_PAINTS))
+                break
+    return _render(look_map, paints, looks, rng), label
+
+
+def _control_scene(rng, hw, num_classes, detail_scale):
+    """Large regions only, each class with a look of its own."""
+    cells = _warped_voronoi(rng, hw, int(rng.integers(3, 7)))
+    label = rng.integers(1, num_classes + 1, size=cells.max() + 1)[cells].astype(np.uint8)
+    return _render(label, *control_class_looks(num_classes), rng), label
 
 
 def fine_detail_mask(label, max_width=3):
@@ -420,12 +621,19 @@ def _meta(kind, knobs, classes, palette=None):
 
 
 def read_meta(root):
-    """``meta.json`` of a generated toy set, or None when there is none."""
+    """``meta.json`` of a generated toy set, or None when there is none.
+
+    A seg set's meta without ``family`` is a strokes set (the images are the
+    same), so it reads as one and its knobs compare equal to family='strokes'.
+    """
     path = osp.join(root, 'meta.json')
     if not osp.isfile(path):
         return None
     with open(path) as f:
-        return json.load(f)
+        meta = json.load(f)
+    if meta.get('kind') == 'toy_seg':
+        meta.setdefault('family', 'strokes')
+    return meta
 
 
 def _prepare_root(root, meta, subdirs, overwrite):
@@ -452,7 +660,7 @@ def write_toy_seg(root, overwrite=False, image_format='png', **knobs):
     if image_format not in ('png', 'jpg'):
         raise ValueError(f"image_format must be 'png' or 'jpg', got {image_format!r}")
     k = make_knobs('seg', **knobs)
-    meta = _meta('seg', k, seg_class_names(k.num_classes), class_colours(k.num_classes))
+    meta = _meta('seg', k, seg_class_names(k.num_classes, k.family), class_colours(k.num_classes))
     if image_format != 'png':  # PNG sets keep the meta they had before the option
         meta['image_format'] = image_format
     _prepare_root(root, meta, ('images', 'annotations'), overwrite)
@@ -462,7 +670,8 @@ def write_toy_seg(root, overwrite=False, image_format='png', **knobs):
         os.makedirs(img_dir, exist_ok=True)
         os.makedirs(ann_dir, exist_ok=True)
         for i in range(n):
-            img, label = make_seg_scene(_rng(k.seed, split, i), k.img_size, k.num_classes, k.detail_scale)
+            img, label = make_seg_scene(_rng(k.seed, split, i), k.img_size, k.num_classes, k.detail_scale,
+                                        k.family)
             _imwrite_rgb(osp.join(img_dir, f'toy_{i:05d}.{image_format}'), img)
             if not cv2.imwrite(osp.join(ann_dir, f'toy_{i:05d}.png'), label):
                 raise OSError(f'could not write {ann_dir}/toy_{i:05d}.png')
