@@ -1,4 +1,5 @@
-"""The sweep: cells trained + tested through the tools, report read from mmengine's files, resumable."""
+"""The sweep: (config, seed) cells trained + tested by mmpatch's entry points, the report read from
+mmengine's files (curves, per-image statistics, verdicts), resumable, in one or several processes."""
 import csv
 import glob
 import json
@@ -7,70 +8,128 @@ import shutil
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from mmpatch.sweep import report
-from mmpatch.sweep.cells import make_cells
+from mmpatch.sweep.cells import NO_TRAIN_VAL, cell_args, make_cells
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 CELLS = ['configs/toy/vit_t_p8_linear.py', 'configs/toy/vit_t_p8_upernet.py']
+SHORT = '0.01'  # 400 iterations -> 4, validation every iteration
 
 
-def _sweep(work_dir, data_root, *extra):
+def _sweep(work_dir, data_root, *extra, configs=CELLS):
     opts = [f'{split}_dataloader.dataset.data_root={data_root}' for split in ('train', 'val', 'test')]
-    opts += ['train_cfg.max_iters=4', 'train_cfg.val_interval=4', 'default_hooks.checkpoint.interval=4',
-             'param_scheduler.0.end=2', 'param_scheduler.1.begin=2', 'param_scheduler.1.end=4']
-    cmd = [sys.executable, 'tools/sweep.py', *CELLS, '--work-dir', str(work_dir), *extra,
-           '--cfg-options', *opts]
-    return subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300)
+    cmd = [sys.executable, 'tools/sweep.py', *configs, '--work-dir', str(work_dir),
+           '--iters-scale', SHORT, *extra, '--cfg-options', *opts]
+    return subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600)
+
+
+def _rows(work_dir):
+    with open(osp.join(work_dir, 'results.csv')) as f:
+        return {(r['config'], r['seed']): r for r in csv.DictReader(f)}
 
 
 @pytest.fixture(scope='module')
 def finished_sweep(toy_seg_root, tmp_path_factory):
     work_dir = tmp_path_factory.mktemp('sweep')
-    proc = _sweep(work_dir, toy_seg_root)
+    proc = _sweep(work_dir, toy_seg_root, '--seeds', '0', '1')
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     return work_dir, proc.stdout
 
 
 def test_report_reads_what_the_tools_wrote(finished_sweep):
     work_dir, stdout = finished_sweep
-    with open(osp.join(work_dir, 'results.csv')) as f:
-        rows = {r['config']: r for r in csv.DictReader(f)}
-    assert set(rows) == {'vit_t_p8_linear', 'vit_t_p8_upernet'}
-    for name, row in rows.items():
-        (metrics_file,) = glob.glob(osp.join(work_dir, name, 'test', '*', '*.json'))
+    rows = _rows(work_dir)
+    assert set(rows) == {(n, s) for n in ('vit_t_p8_linear', 'vit_t_p8_upernet') for s in '01'}
+    for (name, seed), row in rows.items():
+        cell_dir = osp.join(work_dir, name, f'seed{seed}')
+        (metrics_file,) = glob.glob(osp.join(cell_dir, 'test', '*', '*.json'))
         with open(metrics_file) as f:
             assert float(row['mIoU']) == pytest.approx(json.load(f)['mIoU'])
         assert row['patch_size'] == '8'
-    assert rows['vit_t_p8_linear']['head'] == 'linear' and rows['vit_t_p8_upernet']['head'] == 'upernet'
-    assert float(rows['vit_t_p8_upernet']['params_M']) > float(rows['vit_t_p8_linear']['params_M'])
+        # the per-image statistics of the test, and the bootstrap interval around the mIoU
+        with np.load(osp.join(cell_dir, 'test', 'per_image.npz')) as f:
+            assert f['intersect'].shape == (4, 8)  # the fixture's 4 validation images, 8 classes
+        assert float(row['boot_lo']) <= float(row['mIoU']) <= float(row['boot_hi'])
+        # the convergence curve: a validation at each of the 4 iterations
+        assert [int(p.split(':')[0]) for p in row['curve'].split()] == [1, 2, 3, 4]
+        assert row['converged'] in ('True', 'False')
+    assert rows[('vit_t_p8_linear', '0')]['head'] == 'linear'
+    assert float(rows[('vit_t_p8_upernet', '0')]['params_M']) > float(rows[('vit_t_p8_linear', '0')]['params_M'])
     assert osp.getsize(osp.join(work_dir, 'results.png')) > 1000
-    table = open(osp.join(work_dir, 'results.md')).read()
-    assert '| 8 |' in table and 'majority class' in table
-    assert 'results.png' in stdout
-    # a cell's log lines go to its sweep.log, also after the table was written between cells
+    text = open(osp.join(work_dir, 'results.md')).read()
+    assert '## Verdicts' in text and '| 8 | 2 |' in text and 'majority class' in text
+    assert 'cells not converged' in stdout and 'results.png' in stdout
+    # a cell's log lines go to its sweep.log, not to the console
     assert 'training from the start' not in stdout
-    assert 'training from the start' in open(osp.join(work_dir, 'vit_t_p8_upernet', 'sweep.log')).read()
+    assert 'training from the start' in open(osp.join(work_dir, 'vit_t_p8_upernet', 'seed1', 'sweep.log')).read()
 
 
-def test_finished_cells_are_skipped(finished_sweep, toy_seg_root):
-    work_dir, _ = finished_sweep
-    before = {p: osp.getmtime(p) for p in glob.glob(osp.join(work_dir, '*', 'done.json'))}
-    proc = _sweep(work_dir, toy_seg_root, '--no-baseline')
+def test_seeds_change_the_result(finished_sweep):
+    rows = _rows(finished_sweep[0])
+    for name in ('vit_t_p8_linear', 'vit_t_p8_upernet'):
+        assert rows[(name, '0')]['curve'] != rows[(name, '1')]['curve']
+
+
+def test_the_seed_sets_initialisation_and_data_order():
+    from mmengine.config import Config
+    from mmengine.runner import Runner
+
+    import mmpatch  # noqa: F401
+    from mmpatch.sweep.cells import new_mmengine_instances_dropped
+
+    def first_draws(seed):
+        cfg = Config.fromfile(osp.join(REPO, CELLS[0]))
+        cfg.merge_from_dict({'randomness.seed': seed})
+        cfg.work_dir = '/tmp/mmpatch_seed_check'
+        with new_mmengine_instances_dropped():
+            runner = Runner.from_cfg(cfg)
+            sampler_seed = runner.build_dataloader(cfg.train_dataloader).sampler.seed
+            weight = next(runner.model.parameters()).detach().flatten()[:8].clone()
+        return sampler_seed, weight
+
+    (s0, w0), (s0b, w0b), (s1, w1) = first_draws(0), first_draws(0), first_draws(1)
+    assert s0 == s0b and bool((w0 == w0b).all())  # the same seed: the same draws
+    assert s0 != s1 and not bool((w0 == w1).all())  # another seed: other data order and init
+
+
+def test_finished_cells_are_skipped_and_a_half_done_cell_resumes(finished_sweep, toy_seg_root,
+                                                                 tmp_path):
+    work_dir = tmp_path / 'sweep'
+    shutil.copytree(finished_sweep[0], work_dir)
+    cell = work_dir / 'vit_t_p8_upernet' / 'seed1'
+    (cell / 'done.json').unlink()  # trained, not tested: the cell resumes from its checkpoint
+    before = {p: osp.getmtime(p) for p in glob.glob(str(work_dir / '*' / '*' / 'done.json'))}
+    proc = _sweep(work_dir, toy_seg_root, '--seeds', '0', '1', '--no-baseline')
     assert proc.returncode == 0, proc.stderr[-2000:]
-    assert '2 already done' in proc.stdout
+    assert '3 already done' in proc.stdout and 'vit_t_p8_upernet/seed1' in proc.stdout
     assert before == {p: osp.getmtime(p) for p in before}
+    assert 'Resuming' in (cell / 'sweep.log').read_text() or 'resumed' in (cell / 'sweep.log').read_text()
+    assert len(_rows(work_dir)) == 4
 
 
 def test_bad_sweep_inputs_fail_clearly(tmp_path):
     with pytest.raises(FileNotFoundError, match='config not found: nope.py'):
-        make_cells(['nope.py'], str(tmp_path))
+        make_cells(['nope.py'], [0], str(tmp_path))
+    with pytest.raises(ValueError, match='distinct seeds'):
+        make_cells([osp.join(REPO, CELLS[0])], [1, 1], str(tmp_path))
     with pytest.raises(ValueError, match='key=value'):
         report.load_config(osp.join(REPO, CELLS[0]), ['no_equals_sign'])
     proc = subprocess.run([sys.executable, 'tools/sweep.py', '--backbones', 'vit_t'], cwd=REPO,
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode != 0 and 'a grid needs --config-dir --patch-sizes --heads' in proc.stderr
+    proc = subprocess.run([sys.executable, 'tools/sweep.py', CELLS[0], '--jobs', '2', '--gpus', '2'],
+                          cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert proc.returncode != 0 and '--jobs 1' in proc.stderr
+
+
+def test_cells_are_ordered_seed_by_seed(tmp_path):
+    cells = make_cells([osp.join(REPO, c) for c in CELLS], [0, 1], str(tmp_path))
+    assert [c.key for c in cells] == ['vit_t_p8_linear/seed0', 'vit_t_p8_upernet/seed0',
+                                      'vit_t_p8_linear/seed1', 'vit_t_p8_upernet/seed1']
+    assert cells[3].work_dir == osp.join(str(tmp_path), 'vit_t_p8_upernet', 'seed1')
 
 
 def test_majority_class_miou_matches_its_definition():
@@ -86,73 +145,94 @@ def test_majority_class_miou_matches_its_definition():
     assert report.majority_class_miou(dataset, num_classes=4) == pytest.approx(100 * (5 / 8) / 3)
 
 
-@pytest.mark.parametrize('train_val', [True, False])
-def test_no_train_val_reaches_training_only(tmp_path, monkeypatch, train_val):
-    from mmpatch.sweep import cells
-    calls = []
-    monkeypatch.setattr(cells, '_launch', lambda script, args, *rest: calls.append((script, args)))
-    monkeypatch.setattr(cells, 'last_checkpoint', lambda work_dir: 'iter_4.pth')
-    (cell,) = make_cells([osp.join(REPO, CELLS[0])], str(tmp_path))
-    cells.run_cell(cell, cfg_options=['a=1'], train_val=train_val)
-    (train_script, train_args), (test_script, test_args) = calls
-    assert (train_script, test_script) == ('train.py', 'test.py')
-    assert (cells.NO_TRAIN_VAL in train_args) is (not train_val)
-    assert cells.NO_TRAIN_VAL not in test_args and 'a=1' in train_args and 'a=1' in test_args
+@pytest.mark.parametrize('train_val,per_image,scale', [(True, True, 2.0), (False, False, None)])
+def test_cell_arguments(tmp_path, train_val, per_image, scale):
+    (cell,) = make_cells([osp.join(REPO, CELLS[0])], [3], str(tmp_path))
+    train, test = cell_args(cell, ['a=1'], scale, train_val, per_image)
+    assert 'randomness.seed=3' in train and 'randomness.seed=3' in test and 'a=1' in test
+    assert (NO_TRAIN_VAL in train) is (not train_val) and NO_TRAIN_VAL not in test
+    assert ('--iters-scale' in train) is (scale is not None) and '--iters-scale' not in test
+    assert any('per_image_file' in a for a in test) is per_image
+    assert '--resume' in train and test[test.index('--work-dir') + 1] == osp.join(cell.work_dir, 'test')
 
 
-def test_isolated_cells_give_the_same_result(finished_sweep, toy_seg_root, tmp_path):
-    # default: train/test inside the sweep's process; --isolate: one process each
-    proc = _sweep(tmp_path, toy_seg_root, '--isolate')
+def test_worker_processes_give_the_same_result(finished_sweep, toy_seg_root, tmp_path):
+    # default: cells inside the sweep's process; --jobs 2 --isolate: a fresh worker per cell,
+    # one thread each (the sums run in another order: equal up to float rounding)
+    proc = _sweep(tmp_path, toy_seg_root, '--seeds', '0', '--jobs', '2', '--isolate', '--no-baseline')
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
-    in_process_dir = finished_sweep[0]
-    for config in CELLS:
-        name = osp.splitext(osp.basename(config))[0]
-        isolated, in_process = (report.read_test_metrics(str(d / name))
-                                for d in (tmp_path, in_process_dir))
-        metrics = ('aAcc', 'mIoU', 'mAcc')  # not the timings
-        assert [isolated[k] for k in metrics] == [in_process[k] for k in metrics]
-        # each in-process run writes its training scalars into its own cell
-        assert report.read_train_scalars(str(in_process_dir / name))[0] is not None
+    in_process, workers = _rows(finished_sweep[0]), _rows(tmp_path)
+    assert set(workers) == {('vit_t_p8_linear', '0'), ('vit_t_p8_upernet', '0')}
+    for key, row in workers.items():
+        assert float(row['mIoU']) == pytest.approx(float(in_process[key]['mIoU']), abs=0.5)
+        assert report.read_train_scalars(str(tmp_path / key[0] / 'seed0'))[0] is not None
 
 
 def test_in_process_cell_failure_names_the_problem(tmp_path):
-    proc = _sweep(tmp_path, tmp_path / 'no_such_data')
+    proc = _sweep(tmp_path, tmp_path / 'no_such_data', '--seeds', '0')
     assert proc.returncode != 0
-    assert 'vit_t_p8_linear failed: train.py failed: dataset path not found' in proc.stderr
+    assert 'vit_t_p8_linear/seed0 failed: train failed: dataset path not found' in proc.stderr
     assert 'sweep.log' in proc.stderr and 'Traceback' not in proc.stderr
 
 
-def test_unfinished_cells_are_named_under_the_table(finished_sweep, tmp_path):
+def test_unfinished_cells_are_named_under_the_report(finished_sweep, tmp_path):
     work_dir = tmp_path / 'sweep'
     shutil.copytree(finished_sweep[0], work_dir)
     unstarted = 'configs/toy/vit_t_p4_linear.py'
     proc = subprocess.run([sys.executable, 'tools/sweep.py', *CELLS, unstarted, '--work-dir', str(work_dir),
-                           '--collect-only', '--no-baseline'], cwd=REPO, capture_output=True, text=True,
-                          timeout=300)
+                           '--seeds', '0', '1', '--collect-only', '--no-baseline'], cwd=REPO,
+                          capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    line = 'No result yet, not in the table: vit_t_p4_linear.'
+    line = 'No result yet, not in the table: vit_t_p4_linear/seed0, vit_t_p4_linear/seed1.'
     assert line in proc.stdout and line in open(osp.join(work_dir, 'results.md')).read()
-    assert 'No result yet' not in report.markdown_table([], unfinished=())
 
 
-def test_a_sweep_cut_short_leaves_the_table_of_its_finished_cells(finished_sweep, tmp_path,
-                                                                   monkeypatch):
-    import runpy
-
-    from mmpatch.sweep import cells
+def test_a_sweep_cut_short_leaves_the_report_of_its_finished_cells(finished_sweep, tmp_path,
+                                                                    monkeypatch):
+    from mmpatch.sweep import cells, cli
     done_dir = finished_sweep[0]
 
     def fake_run_cell(cell, **kwargs):  # the first cell finishes (its real files), the next fails
         if cell.name == 'vit_t_p8_linear':
-            shutil.copytree(osp.join(done_dir, cell.name), cell.work_dir, dirs_exist_ok=True)
+            shutil.copytree(osp.join(done_dir, cell.name, 'seed0'), cell.work_dir, dirs_exist_ok=True)
         else:
             raise RuntimeError('killed')
     monkeypatch.setattr(cells, 'run_cell', fake_run_cell)
-    main = runpy.run_path(osp.join(REPO, 'tools', 'sweep.py'))['main']
-    with pytest.raises(SystemExit, match='vit_t_p8_upernet failed: killed'):
-        main([*CELLS, '--work-dir', str(tmp_path), '--no-baseline'])
-    with open(tmp_path / 'results.csv') as f:
-        assert [r['config'] for r in csv.DictReader(f)] == ['vit_t_p8_linear']
-    table = (tmp_path / 'results.md').read_text()
-    assert 'No result yet, not in the table: vit_t_p8_upernet.' in table
+    with pytest.raises(SystemExit, match='vit_t_p8_upernet/seed0 failed: killed'):
+        cli.main([*(osp.join(REPO, c) for c in CELLS), '--work-dir', str(tmp_path), '--seeds', '0',
+                  '--no-baseline'])
+    assert list(_rows(tmp_path)) == [('vit_t_p8_linear', '0')]
+    text = (tmp_path / 'results.md').read_text()
+    assert 'No result yet, not in the table: vit_t_p8_upernet/seed0.' in text
     assert osp.getsize(tmp_path / 'results.png') > 1000
+
+
+def _synthetic_rows(gap_small_p):
+    """Three seeds of a backbone whose linear head gains ~10 points per halving of p."""
+    rows = []
+    for seed, noise in enumerate((0.0, 0.6, -0.4)):
+        for p, lin in ((8, 40.0), (4, 50.0), (2, 60.0)):
+            up = lin + (gap_small_p if p == 2 else 15.0)
+            rows += [dict(config=f'vit_p{p}_linear', backbone='ViT', patch_size=p, head='linear',
+                          seed=seed, mIoU=lin + noise, converged=True, last_quarter_gain=0.1,
+                          boot_lo=None, boot_hi=None, params_M=1.0, gflops=1.0, train_img_s=None,
+                          peak_mem_MB=None),
+                     dict(config=f'vit_p{p}_upernet', backbone='ViT', patch_size=p, head='upernet',
+                          seed=seed, mIoU=up + 2 * noise, converged=seed != 2,
+                          last_quarter_gain=0.1 if seed != 2 else 3.0, boot_lo=up - 1,
+                          boot_hi=up + 1, params_M=2.0, gflops=2.0, train_img_s=None,
+                          peak_mem_MB=None)]
+    return rows
+
+
+def test_report_verdicts_on_known_numbers():
+    text = report.markdown_report(_synthetic_rows(gap_small_p=-5.0), baseline_miou=3.0)
+    lines = [line for line in text.splitlines() if line.startswith('- ViT')]
+    assert lines[0].startswith('- ViT: (a) linear head gains +10.') and lines[0].endswith('holds')
+    # the gap goes from +15 at p8 to -5 at p2: it shrinks, and the word says so
+    assert '(b) UperNet - linear gap changes by -20.' in lines[1] and 'holds' in lines[1]
+    assert '2 cells not converged' in lines[1] and lines[2] == (
+        '- ViT: 3 of 18 cells not converged (last-quarter gain > 1 mIoU)')
+    assert 'Not converged (mIoU gained over the last quarter of training): vit_p8_upernet/seed2 (+3.0)' in text
+    reversed_text = report.markdown_report(_synthetic_rows(gap_small_p=30.0))
+    assert 'reversed' in [line for line in reversed_text.splitlines() if '(b)' in line][0]

@@ -10,7 +10,7 @@ data_root = 'data/toy_seg_128'
 train_dataloader = dict(
     batch_size=16, num_workers=2, persistent_workers=True, dataset=dict(data_root=data_root))
 val_dataloader = dict(num_workers=2, dataset=dict(data_root=data_root))
-test_dataloader = val_dataloader
+test_dataloader = dict(num_workers=2, dataset=dict(data_root=data_root))
 optim_wrapper = dict(type='AmpOptimWrapper', dtype='bfloat16', loss_scale=dict(enabled=False))
 val_cfg = dict(_delete_=True, type='AmpValLoop', dtype='bfloat16')
 test_cfg = dict(_delete_=True, type='AmpTestLoop', dtype='bfloat16')

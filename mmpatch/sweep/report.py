@@ -1,8 +1,9 @@
-"""Aggregate sweep cells into results.csv, a Markdown table and a plot.
+"""Aggregate sweep cells into results.csv, a Markdown report with verdicts, and a plot.
 
-Every number is read from what mmengine wrote (``vis_data/scalars.json`` of
-training, the ``<timestamp>.json`` of ``tools/test.py``) or measured from the
-config's model (parameters, FLOPs); none is typed in.
+Every number is read from what mmengine wrote (``vis_data/scalars.json`` of training with its
+validation curve, the ``<timestamp>.json`` and ``per_image.npz`` of the test) or measured from
+the config's model (parameters, FLOPs); none is typed in. The statistics (CIs over seeds, the
+paired gap, the bootstrap over images, the verdicts, convergence) are in ``stats.py``.
 """
 import csv
 import glob
@@ -13,7 +14,13 @@ import statistics
 import numpy as np
 import torch
 
+from mmpatch.sweep import stats
+from mmpatch.sweep.cells import new_mmengine_instances_dropped, per_image_file
+
 HEAD_NAMES = {'LinearHead': 'linear', 'UPerHead': 'upernet'}
+CSV_FIELDS = ('config', 'seed', 'backbone', 'patch_size', 'head', 'mIoU', 'boot_lo', 'boot_hi',
+              'aAcc', 'last_quarter_gain', 'converged', 'curve', 'params_M', 'gflops',
+              'train_img_s', 'peak_mem_MB', 'train_s')
 
 
 def _newest(pattern):
@@ -30,19 +37,30 @@ def read_test_metrics(cell_dir):
         return json.load(f)
 
 
+def _train_records(cell_dir):
+    """Training's scalars.json records of every run in the cell (a resumed cell has several)."""
+    for path in sorted(glob.glob(osp.join(cell_dir, '*', 'vis_data', 'scalars.json'))):
+        with open(path) as f:
+            for line in f:
+                yield json.loads(line)
+
+
 def read_train_scalars(cell_dir, skip_first=5):
     """Median seconds/iter and peak memory (MB, CUDA only) from mmengine's scalars.json."""
     times, mems = [], []
-    for path in glob.glob(osp.join(cell_dir, '*', 'vis_data', 'scalars.json')):
-        with open(path) as f:
-            for line in f:
-                rec = json.loads(line)
-                if 'time' in rec and 'loss' in rec:
-                    times.append(rec['time'])
-                    if 'memory' in rec:
-                        mems.append(rec['memory'])
+    for rec in _train_records(cell_dir):
+        if 'time' in rec and 'loss' in rec:
+            times.append(rec['time'])
+            if 'memory' in rec:
+                mems.append(rec['memory'])
     times = times[skip_first:] or times
     return (statistics.median(times) if times else None), (max(mems) if mems else None)
+
+
+def read_curve(cell_dir, metric='mIoU'):
+    """The validations during training as ``[(iteration, value)]``, one per iteration."""
+    curve = {rec['step']: rec[metric] for rec in _train_records(cell_dir) if metric in rec}
+    return sorted(curve.items())
 
 
 def describe_model(cfg):
@@ -105,37 +123,49 @@ def load_config(path, cfg_options=()):
     return cfg
 
 
-def collect(cells, gpus=1, cfg_options=(), sizes=None):
-    """One dict per finished cell. ``sizes``: a dict caching each config's (params M, GFLOPs)
-    between calls."""
+def collect(cells, gpus=1, cfg_options=(), sizes=None, threshold=stats.CONVERGENCE_THRESHOLD):
+    """One dict per finished cell (``CSV_FIELDS``). ``sizes``: a dict caching each config's
+    (backbone, p, head, crop, batch, params M, GFLOPs) between calls."""
     sizes = {} if sizes is None else sizes
     rows = []
     for cell in cells:
         if not cell.is_done():
             continue
-        cfg = load_config(cell.config, cfg_options)
-        backbone, p, head = describe_model(cfg)
+        if cell.config not in sizes:
+            cfg = load_config(cell.config, cfg_options)
+            crop = tuple(cfg.get('crop_size', (512, 512)))
+            sizes[cell.config] = (*describe_model(cfg), cfg.train_dataloader.batch_size,
+                                  *measure_model(cfg, crop))
+        backbone, p, head, batch, params, gflops = sizes[cell.config]
         metrics = read_test_metrics(cell.work_dir)
         sec_per_iter, peak_mb = read_train_scalars(cell.work_dir)
-        crop = tuple(cfg.get('crop_size', (512, 512)))
-        if cell.config not in sizes:
-            sizes[cell.config] = measure_model(cfg, crop)
-        params, gflops = sizes[cell.config]
-        batch = cfg.train_dataloader.batch_size * gpus
+        curve = read_curve(cell.work_dir)
+        gain, conv = stats.converged(curve, threshold)
+        boot_lo = boot_hi = None
+        if osp.isfile(per_image_file(cell)):
+            _, boot_lo, boot_hi = stats.bootstrap_miou_ci(per_image_file(cell))
+        with open(cell.done_file) as f:
+            done = json.load(f)
         rows.append(dict(
-            config=cell.name, backbone=backbone, patch_size=p, head=head,
-            mIoU=metrics.get('mIoU'), aAcc=metrics.get('aAcc'),
+            config=cell.name, seed=cell.seed, backbone=backbone, patch_size=p, head=head,
+            mIoU=metrics.get('mIoU'), boot_lo=_round(boot_lo), boot_hi=_round(boot_hi),
+            aAcc=metrics.get('aAcc'), last_quarter_gain=_round(gain), converged=conv,
+            curve=' '.join(f'{it}:{v:.2f}' for it, v in curve),
             params_M=round(params, 3), gflops=round(gflops, 3),
-            train_img_s=round(batch / sec_per_iter, 2) if sec_per_iter else None,
-            peak_mem_MB=peak_mb))
+            train_img_s=round(batch * gpus / sec_per_iter, 2) if sec_per_iter else None,
+            peak_mem_MB=peak_mb, train_s=round(done.get('train_seconds', 0), 1)))
     return rows
+
+
+def _round(v, nd=2):
+    return None if v is None else round(float(v), nd)
 
 
 def write_csv(rows, path):
     if not rows:
         raise ValueError('no finished cells to report')
     with open(path, 'w', newline='') as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer = csv.DictWriter(f, fieldnames=CSV_FIELDS)
         writer.writeheader()
         writer.writerows(rows)
 
@@ -144,25 +174,81 @@ def _fmt(v, nd=1):
     return '-' if v is None else (f'{v:.{nd}f}' if isinstance(v, float) else str(v))
 
 
-def markdown_table(rows, baseline_miou=None, unfinished=()):
-    """Per backbone: rows = patch size; linear vs UperNet mIoU, gap and costs.
+def _mean_ci(rec):
+    """'mean ± half-width (n)' of a summary record; one seed has no interval."""
+    if rec is None:
+        return '-'
+    if np.isnan(rec['half']):
+        return f"{rec['mean']:.2f} (n=1)"
+    return f"{rec['mean']:.2f} ± {rec['half']:.2f}"
 
-    ``unfinished`` names the grid's cells without a result, listed under the table.
-    """
-    out = []
+
+def verdict_lines(rows, level=0.95):
+    """The two claims per backbone as lines (stats.format_verdict), plus the cell count."""
+    lines = []
+    for backbone, claims in stats.verdicts(rows, level).items():
+        n_cells = sum(r['backbone'] == backbone for r in rows)
+        n_not = sum(r['backbone'] == backbone and r['converged'] is False for r in rows)
+        for claim in claims.values():
+            lines.append(stats.format_verdict(backbone, claim))
+        lines.append(f'{backbone}: {n_not} of {n_cells} cells not converged '
+                     f'(last-quarter gain > {stats.CONVERGENCE_THRESHOLD:g} mIoU)')
+    return lines
+
+
+def markdown_report(rows, baseline_miou=None, unfinished=(), level=0.95):
+    """The verdicts, then per backbone a table over patch sizes: mean ± 95% CI over seeds per
+    head, the paired gap, the mean per-run bootstrap half-width, and the costs; then the
+    cells that did not converge and those without a result."""
+    out = ['## Verdicts', '', *[f'- {line}' for line in verdict_lines(rows, level)], '']
+    summary = stats.summarise(rows, level)
+    cells = {(c['backbone'], c['patch_size'], c['head']): c for c in summary['cells']}
+    gaps = {(g['backbone'], g['patch_size']): g for g in summary['gaps']}
+    pct = f'{100 * level:g}%'
     for backbone in sorted({r['backbone'] for r in rows}):
-        by = {(r['patch_size'], r['head']): r for r in rows if r['backbone'] == backbone}
+        sub = [r for r in rows if r['backbone'] == backbone]
         out += [f'### {backbone}', '',
-                '| patch | linear mIoU | UperNet mIoU | gap (UperNet - linear) | params M (lin / Uper) '
+                f'mIoU as mean ± half-width of the {pct} CI over seeds (Student t); gap = UperNet '
+                '- linear, paired by seed; image CI = mean half-width of the per-run bootstrap '
+                'over validation images.', '',
+                '| patch | seeds | linear mIoU | UperNet mIoU | gap (UperNet - linear) '
+                '| image CI ± (lin / Uper) | not converged (lin / Uper) | params M (lin / Uper) '
                 '| GFLOPs (lin / Uper) | train img/s (lin / Uper) | peak mem MB (lin / Uper) |',
-                '|---|---|---|---|---|---|---|---|']
-        for p in sorted({k[0] for k in by}, reverse=True):
-            lin, up = by.get((p, 'linear'), {}), by.get((p, 'upernet'), {})
-            gap = (up['mIoU'] - lin['mIoU']) if lin.get('mIoU') is not None and up.get('mIoU') is not None else None
-            pair = lambda k, nd=1: f"{_fmt(lin.get(k), nd)} / {_fmt(up.get(k), nd)}"  # noqa: E731
-            out.append(f"| {p} | {_fmt(lin.get('mIoU'), 2)} | {_fmt(up.get('mIoU'), 2)} | {_fmt(gap, 2)} "
-                       f"| {pair('params_M', 2)} | {pair('gflops', 2)} | {pair('train_img_s')} | {pair('peak_mem_MB', 0)} |")
+                '|---|---|---|---|---|---|---|---|---|---|---|']
+        for p in sorted({r['patch_size'] for r in sub}, reverse=True):
+            by_head = {h: [r for r in sub if r['patch_size'] == p and r['head'] == h]
+                       for h in ('linear', 'upernet')}
+
+            def pair(fn, by_head=by_head):
+                return ' / '.join(fn(by_head[h]) for h in ('linear', 'upernet'))
+
+            def first(key, nd=1):
+                return lambda rs: _fmt(rs[0][key], nd) if rs else '-'
+
+            def mean_of(key, nd=1):
+                return lambda rs: _fmt(float(np.mean([r[key] for r in rs])), nd) \
+                    if rs and all(r[key] is not None for r in rs) else '-'
+
+            def boot_half(rs):
+                halves = [(r['boot_hi'] - r['boot_lo']) / 2 for r in rs if r['boot_lo'] is not None]
+                return f'{np.mean(halves):.2f}' if halves else '-'
+
+            def not_conv(rs):
+                return f"{sum(r['converged'] is False for r in rs)}/{len(rs)}" if rs else '-'
+
+            n_seeds = max(len(v) for v in by_head.values())
+            out.append(f"| {p} | {n_seeds} | {_mean_ci(cells.get((backbone, p, 'linear')))} "
+                       f"| {_mean_ci(cells.get((backbone, p, 'upernet')))} "
+                       f'| {_mean_ci(gaps.get((backbone, p)))} | {pair(boot_half)} '
+                       f"| {pair(not_conv)} | {pair(first('params_M', 2))} "
+                       f"| {pair(first('gflops', 2))} | {pair(mean_of('train_img_s'))} "
+                       f"| {pair(mean_of('peak_mem_MB', 0))} |")
         out.append('')
+    not_converged = [f"{r['config']}/seed{r['seed']} (+{r['last_quarter_gain']:.1f})"
+                     for r in rows if r['converged'] is False]
+    if not_converged:
+        out += [f'Not converged (mIoU gained over the last quarter of training): '
+                f'{", ".join(not_converged)}.', '']
     if unfinished:
         out += [f'No result yet, not in the table: {", ".join(unfinished)}.', '']
     if baseline_miou is not None:
@@ -170,35 +256,77 @@ def markdown_table(rows, baseline_miou=None, unfinished=()):
     return '\n'.join(out)
 
 
-def plot(rows, path):
-    """mIoU against patch size (log2 axis, p16 left to p1 right), a line per head, the gap as bars."""
+def plot(rows, path, level=0.95):
+    """Per backbone: mean mIoU against patch size (log2 axis, large p left) with CI error bars,
+    a line per head; the paired gap with its CI on a second axis."""
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
+    summary = stats.summarise(rows, level)
     backbones = sorted({r['backbone'] for r in rows})
     fig, axes = plt.subplots(1, len(backbones), figsize=(6 * len(backbones), 4), squeeze=False)
     for ax, backbone in zip(axes[0], backbones):
-        sub = [r for r in rows if r['backbone'] == backbone and r['mIoU'] is not None]
-        ps = sorted({r['patch_size'] for r in sub}, reverse=True)
+        ps = sorted({r['patch_size'] for r in rows if r['backbone'] == backbone}, reverse=True)
         x = {p: -np.log2(p) for p in ps}
         for head, style in (('linear', 'o-'), ('upernet', 's--')):
-            pts = sorted((x[r['patch_size']], r['mIoU']) for r in sub if r['head'] == head)
+            pts = [c for c in summary['cells'] if c['backbone'] == backbone and c['head'] == head]
             if pts:
-                ax.plot(*zip(*pts), style, label=f'{head} head')
-        gaps = [(x[p], u['mIoU'] - l['mIoU']) for p in ps
-                for l in sub if l['patch_size'] == p and l['head'] == 'linear'
-                for u in sub if u['patch_size'] == p and u['head'] == 'upernet']
+                pts.sort(key=lambda c: x[c['patch_size']])
+                ax.errorbar([x[c['patch_size']] for c in pts], [c['mean'] for c in pts],
+                            yerr=[np.nan_to_num(c['half']) for c in pts], fmt=style, capsize=3,
+                            label=f'{head} head (n={max(c["n"] for c in pts)})')
+        gaps = [g for g in summary['gaps'] if g['backbone'] == backbone]
         if gaps:
             ax2 = ax.twinx()
-            ax2.bar(*zip(*gaps), width=0.3, alpha=0.3, color='gray', label='gap (UperNet - linear)')
+            ax2.bar([x[g['patch_size']] for g in gaps], [g['mean'] for g in gaps], width=0.3,
+                    yerr=[np.nan_to_num(g['half']) for g in gaps], alpha=0.3, color='gray',
+                    capsize=3, label='gap (UperNet - linear)')
             ax2.set_ylabel('gap (mIoU points)')
             ax2.axhline(0, color='gray', lw=0.5)
             ax2.legend(loc='lower right')
         ax.set_xticks(list(x.values()), [f'p{p}' for p in ps])
         ax.set_xlabel('patch size (log2 scale)')
-        ax.set_ylabel('mIoU (%)')
+        ax.set_ylabel(f'mIoU (%), mean ± {100 * level:g}% CI over seeds')
         ax.set_title(backbone)
         ax.legend(loc='upper left')
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
+
+
+def baseline_from(config, cfg_options=()):
+    """Majority-class mIoU on the config's test set (an ImageNet-free sanity floor)."""
+    from mmengine.registry import init_default_scope
+    from mmseg.registry import DATASETS
+    cfg = load_config(config, cfg_options)
+    init_default_scope(cfg.get('default_scope', 'mmseg'))
+    dataset = DATASETS.build(cfg.test_dataloader.dataset)
+    return majority_class_miou(dataset, len(dataset.metainfo['classes']))
+
+
+class ReportWriter:
+    """Writes results.{csv,md,png} of the finished cells; the model sizes (FLOPs on 'meta')
+    and the majority-class baseline are computed once per sweep, not per call."""
+
+    def __init__(self, cells, work_dir, gpus=1, cfg_options=(), baseline=True):
+        self.cells, self.gpus, self.cfg_options = cells, gpus, list(cfg_options)
+        self.paths = [osp.join(work_dir, f'results.{ext}') for ext in ('csv', 'md', 'png')]
+        self.sizes = {}
+        self.want_baseline, self.baseline = baseline, None
+
+    def __call__(self):
+        """The Markdown report written, or None when no cell has finished."""
+        with new_mmengine_instances_dropped():  # the scope and logger of building the models
+            rows = collect(self.cells, self.gpus, self.cfg_options, self.sizes)
+            if not rows:
+                return None
+            if self.baseline is None and self.want_baseline:
+                self.baseline = baseline_from(self.cells[0].config, self.cfg_options)
+        csv_path, md_path, png_path = self.paths
+        write_csv(rows, csv_path)
+        unfinished = [c.key for c in self.cells if not c.is_done()]
+        text = markdown_report(rows, self.baseline, unfinished)
+        with open(md_path, 'w') as f:
+            f.write(text + '\n')
+        plot(rows, png_path)
+        return text

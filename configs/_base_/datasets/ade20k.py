@@ -28,6 +28,9 @@ train_dataloader = dict(dataset=dict(type='CheckedADE20KDataset', pipeline=train
                         collate_fn=dict(type='stack_seg_collate'), pin_memory=True)
 val_dataloader = dict(dataset=dict(type='CheckedADE20KDataset'))
 test_dataloader = val_dataloader
+# IoUMetric's metrics; with per_image_file set (the sweep sets it) each image's class areas are
+# kept for the bootstrap CI over the 2,000 validation images (mmpatch/evaluation/).
+test_evaluator = dict(type='PerImageIoUMetric', iou_metrics=['mIoU'])
 # PrefetchBatchHook: each iteration's next batch is taken and preprocessed before mmengine reads
 # the losses back, so its host work and copies overlap the GPU (needs IterBasedTrainLoop and
 # StackedSegDataPreProcessor; mmpatch/engine/prefetch_batch_hook.py).

@@ -31,17 +31,28 @@ train_dataloader = dict(
         num_classes=num_classes,
         data_prefix=dict(img_path='images/training', seg_map_path='annotations/training'),
         pipeline=train_pipeline))
+val_dataset = dict(
+    type=dataset_type,
+    data_root=data_root,
+    num_classes=num_classes,
+    data_prefix=dict(img_path='images/validation', seg_map_path='annotations/validation'),
+    pipeline=test_pipeline)
+# Validation during training (the convergence curve) reads the first val_subset images only:
+# cheap, and the same images at every validation. The test reads the whole split.
+val_subset = 25
 val_dataloader = dict(
     batch_size=1,
     num_workers=0,
     persistent_workers=False,
     sampler=dict(type='DefaultSampler', shuffle=False),
-    dataset=dict(
-        type=dataset_type,
-        data_root=data_root,
-        num_classes=num_classes,
-        data_prefix=dict(img_path='images/validation', seg_map_path='annotations/validation'),
-        pipeline=test_pipeline))
-test_dataloader = val_dataloader
+    dataset=dict(val_dataset, indices=val_subset))
+test_dataloader = dict(
+    batch_size=1,
+    num_workers=0,
+    persistent_workers=False,
+    sampler=dict(type='DefaultSampler', shuffle=False),
+    dataset=val_dataset)
 val_evaluator = dict(type='IoUMetric', iou_metrics=['mIoU'])
-test_evaluator = val_evaluator
+# IoUMetric's metrics; the sweep sets per_image_file to keep each image's class areas for the
+# bootstrap over validation images (mmpatch/evaluation/per_image_iou_metric.py).
+test_evaluator = dict(type='PerImageIoUMetric', iou_metrics=['mIoU'])
