@@ -4,6 +4,7 @@ and the detection benchmark's CPU smoke run."""
 import copy
 import glob
 import math
+import os
 import os.path as osp
 import re
 import runpy
@@ -237,6 +238,7 @@ def test_bench_detection_cpu_smoke(tmp_path):
     rows = bench['main'](['--device', 'cpu', '--tiny', '--patch-sizes', '8', '--steps', '1',
                           '--warmup', '0', '--out', str(tmp_path)])
     assert len(rows) == 1 and rows[0]['patch_size'] == 8
+    assert rows[0]['pid'] != os.getpid()  # the row ran in a fresh process
     assert rows[0]['s_per_iter'] > 0 and math.isfinite(rows[0]['loss'])
     assert rows[0]['tokens_per_image'] == math.ceil(64 / 8) * math.ceil(96 / 8)
     assert (tmp_path / 'bench_detection.md').read_text().startswith('| config |')

@@ -1,6 +1,8 @@
 """FLOP counter vs analytic formulas, SDPA kernel choice, PatchViT speed flags, benchmark smoke tests."""
 import copy
+import json
 import math
+import os
 import runpy
 import types
 from pathlib import Path
@@ -201,23 +203,80 @@ def test_compile_blocks_takes_a_compile_mode(monkeypatch):
 # ------------------------------------------------------------------ tools
 
 def test_benchmark_cpu_smoke(tmp_path):
+    # two rows (each in a fresh process: seconds of imports each), the kernels in a third
     model_rows, sdpa_rows = load_tool('tools/analysis/benchmark.py')['main'](
-        ['--device', 'cpu', '--tiny', '--out', str(tmp_path)])
-    by_name = {(r['backbone'], r['patch_size']): r for r in model_rows}
-    assert {'PatchViT', 'timm', 'mmseg', 'PatchMamba'} <= {name for name, _ in by_name}
+        ['--device', 'cpu', '--tiny', '--backbones', 'PatchViT', 'timm', '--patch-sizes', '16',
+         '--out', str(tmp_path)])
+    assert [r['backbone'] for r in model_rows] == ['timm', 'PatchViT']  # the anchor first
     assert all(r['status'] == 'ok' and r['images_per_s'] > 0 and r['model_tflops'] > 0
                for r in model_rows)
-    assert by_name[('PatchViT', 16)]['speed_vs_timm'] > 0
-    assert by_name[('PatchViT', 4)]['with_cp']  # above cp_from_tokens: checkpointed
+    pids = [r['pid'] for r in model_rows]
+    assert len(set(pids)) == 2 and os.getpid() not in pids  # each row in a process of its own
+    assert model_rows[1]['speed_vs_timm'] > 0 and 'frac_matmul_ceiling' in model_rows[1]
     checked = [r for r in sdpa_rows if r.get('status') == 'ok']
     assert checked and all(r['err_out'] < 1e-5 and r['err_grad'] < 1e-5 for r in checked)
     for name in ('models.csv', 'sdpa.csv', 'env.json', 'benchmark.md', 'benchmark.png'):
         assert (tmp_path / name).stat().st_size > 0
+    env = json.loads((tmp_path / 'env.json').read_text())
+    assert env['device_name'] and env['kernels_pid'] not in pids + [os.getpid()]
     # The report step alone rebuilds the Markdown and plot from the CSVs.
     (tmp_path / 'benchmark.md').unlink()
     load_tool('tools/analysis/benchmark.py')['main'](
         ['--sections', 'report', '--out', str(tmp_path)])
-    assert 'PatchMamba' in (tmp_path / 'benchmark.md').read_text()
+    assert 'alone in a fresh process' in (tmp_path / 'benchmark.md').read_text()
+
+
+@pytest.mark.parametrize('backbone,patch,batch', [
+    ('mmseg', 16, 2), ('PatchMamba', 16, 2), ('PatchViT', 4, 1), ('PatchMamba', 4, 1)])
+def test_benchmark_row_subcommand(tmp_path, capsys, backbone, patch, batch):
+    # what each row's process runs (here in the test's process, which is cheaper)
+    from mmpatch.utils.benchmark import RESULT_MARK
+    row = load_tool('tools/analysis/benchmark.py')['main'](
+        ['row', '--backbone', backbone, '--patch-size', str(patch), '--batch', str(batch),
+         '--device', 'cpu', '--tiny', '--out', str(tmp_path)])
+    assert row['status'] == 'ok' and row['images_per_s'] > 0 and row['pid'] == os.getpid()
+    assert row['with_cp'] == (patch == 4)  # above the tiny grid's cp_from_tokens
+    [line] = [x for x in capsys.readouterr().out.splitlines() if x.startswith(RESULT_MARK)]
+    assert json.loads(line[len(RESULT_MARK):])['row'] == row
+
+
+def test_benchmark_runs_the_anchor_first_and_its_repeat_last():
+    tool = load_tool('tools/analysis/benchmark.py')
+    grid = [(16, 16, ('PatchViT', 'timm', 'PatchMamba')), (8, 4, ('PatchViT', 'timm'))]
+    assert tool['planned_rows'](grid, anchor_repeat=True) == [
+        ('timm', 16, 16, None), ('PatchViT', 16, 16, None), ('PatchMamba', 16, 16, None),
+        ('PatchViT', 8, 4, None), ('timm', 8, 4, None), ('timm', 16, 16, 'anchor-repeat')]
+    assert tool['planned_rows'](grid, patch_sizes=[8], anchor_repeat=True) == [
+        ('timm', 8, 4, None), ('PatchViT', 8, 4, None), ('timm', 8, 4, 'anchor-repeat')]
+    assert tool['planned_rows'](grid, backbones=['PatchViT'], anchor_repeat=True) == [
+        ('PatchViT', 16, 16, None), ('PatchViT', 8, 4, None)]  # no timm: no anchor
+
+
+def test_benchmark_anchor_check_and_ratios_use_timm_alone():
+    tool = load_tool('tools/analysis/benchmark.py')
+
+    def row(backbone, img_s, role=None):
+        return dict(backbone=backbone, patch_size=16, batch=16, status='ok', images_per_s=img_s,
+                    **(dict(role=role) if role else {}))
+    rows = tool['add_ratios']([row('timm', 400.), row('PatchViT', 500.),
+                               row('timm', 410., 'anchor-repeat')])
+    assert rows[1]['speed_vs_timm'] == 500. / 400.  # the grid's timm row, not the repeat
+    assert 'speed_vs_timm' not in rows[2]
+    assert tool['anchor_check'](rows) == \
+        'anchor check: timm p16 400 vs 410 img/s, within 2.5%: ok'
+    rows[2]['images_per_s'] = 420.
+    assert tool['anchor_check'](rows).endswith('within 5.0%: FAILED (>3%)')
+    assert tool['anchor_check'](rows[:2]) is None
+
+
+def test_run_fresh_process_reports_a_failed_child(tmp_path):
+    from mmpatch.utils.benchmark import run_fresh_process
+    script = tmp_path / 'child.py'
+    script.write_text('import sys\nprint("about to fail")\nsys.exit(3)\n')
+    assert run_fresh_process(str(script), []) == dict(
+        status='error: exit code 3: about to fail')
+    script.write_text('import time\ntime.sleep(30)\n')
+    assert run_fresh_process(str(script), [], timeout=1)['status'] == 'error: killed after 1 s'
 
 
 def test_seg_iteration_cpu_smoke(tmp_path, monkeypatch):

@@ -3,16 +3,79 @@
 Timing follows the device method: warm-up steps first (compilation, cuDNN
 plans, allocator growth), then each timed step between CUDA events, and the
 median of the timed steps. Out-of-memory is a result ('OOM'), not a crash.
+
+Rows that compare models run each in a fresh process (``run_fresh_process``): a model
+timed after another in one process inherits its compiled code, allocator, flags and
+warm-up, and can run measurably slower than alone. The child prints its result as one
+JSON line after ``RESULT_MARK`` (``print_result``); the parent never touches the device.
 """
 import csv
 import gc
+import json
+import os
 import statistics
+import subprocess
+import sys
+import threading
 import time
 
 import torch
 import torch.nn.functional as F
 
 OOM = 'OOM'
+RESULT_MARK = 'FRESH_PROCESS_RESULT '
+_ERROR_LINES = 12  # output lines of a failed child kept for its error message
+
+
+def print_result(result):
+    """Print a child's result (JSON-serialisable) as the line ``run_fresh_process`` looks for."""
+    print(RESULT_MARK + json.dumps(result), flush=True)
+
+
+def _child_env():
+    """The caller's environment, unbuffered, with this repository importable."""
+    repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    env = dict(os.environ, PYTHONUNBUFFERED='1')
+    env['PYTHONPATH'] = os.pathsep.join(p for p in (repo, env.get('PYTHONPATH')) if p)
+    return env
+
+
+def run_fresh_process(script, argv, timeout=None):
+    """Run ``python script *argv`` in a new interpreter and return the result it printed.
+
+    The child's output (stdout and stderr) streams through to this process's stdout as it
+    comes, so a cut run keeps its log. Returns the decoded ``print_result`` object, or
+    ``dict(status='error: ...')`` when the child failed, printed no result or ran past
+    ``timeout`` seconds (then it is killed).
+    """
+    proc = subprocess.Popen([sys.executable, script, *map(str, argv)], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, env=_child_env())
+    killed = []
+    timer = threading.Timer(timeout, lambda: killed.append(proc.kill())) if timeout else None
+    if timer:
+        timer.start()
+    result, tail = None, []
+    try:
+        for line in proc.stdout:
+            if line.startswith(RESULT_MARK):
+                result = json.loads(line[len(RESULT_MARK):])
+                continue
+            sys.stdout.write(line)
+            tail = (tail + [line.rstrip()])[-_ERROR_LINES:]
+        proc.wait()
+    finally:
+        if timer:
+            timer.cancel()
+        if proc.poll() is None:  # interrupted here: the child must not run on
+            proc.kill()
+            proc.wait()
+        sys.stdout.flush()
+    if killed:
+        return dict(status=f'error: killed after {timeout} s')
+    if result is not None and proc.returncode == 0:
+        return result
+    last = next((t for t in reversed(tail) if t.strip()), '')
+    return dict(status=f'error: exit code {proc.returncode}: {last[:150]}')
 
 
 class Timer:

@@ -10,6 +10,10 @@ iteration (CUDA events), images/s and peak allocated memory, 'OOM' where the GPU
 runs out of memory. Writes ``bench_detection.{md,json}`` to ``--out`` (default
 ``$OUT`` if set, else work_dirs/bench_detection).
 
+Each patch size runs in a fresh process (``bench_detection.py row ...``: this script with the
+same options, for one patch size; the row reports its ``pid``), so no row inherits another's
+compiled code, allocator or settings; this process only orchestrates.
+
 GPU machine (device kit, repo root):
     source .device-kit/setup.sh && PYTHONPATH=$PYTHONPATH:. \\
         python3 tools/analysis/bench_detection.py                  # ViT-B, p16 and p8
@@ -25,13 +29,14 @@ import math
 import os
 import os.path as osp
 import statistics
+import sys
 
 import torch
 from mmengine.config import Config, DictAction
 from mmengine.optim import build_optim_wrapper
 from mmengine.registry import init_default_scope
 
-from mmpatch.utils.benchmark import Timer
+from mmpatch.utils.benchmark import Timer, print_result, run_fresh_process
 from mmpatch.utils.synthetic_det import shrink_det_model_cfg, synthetic_det_batch
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
@@ -90,7 +95,7 @@ def run_one(path, patch_size, args, setting, device):
     pad_hw = [math.ceil(s / divisor) * divisor for s in setting['img_hw']]
     tokens = math.ceil(pad_hw[0] / patch_size) * math.ceil(pad_hw[1] / patch_size)
     row = dict(config=osp.basename(path), patch_size=patch_size, tokens_per_image=tokens,
-               batch=args.batch, with_cp=bool(cfg.model.backbone.get('with_cp')),
+               batch=args.batch, with_cp=bool(cfg.model.backbone.get('with_cp')), pid=os.getpid(),
                optim=cfg.optim_wrapper.type + (f"/{cfg.optim_wrapper.dtype}"
                                                if 'dtype' in cfg.optim_wrapper else ''))
     if device.type == 'cuda':
@@ -138,30 +143,55 @@ def parse_args(argv=None):
     return ap.parse_args(argv)
 
 
-def main(argv=None):
-    args = parse_args(argv)
+def settings_from(args):
+    """The run's image size, steps and warm-up (TINY or FULL with the command line's overrides)."""
     setting = dict(TINY if args.tiny else FULL)
     for key in ('img_hw', 'steps', 'warmup'):
         if getattr(args, key) is not None:
             setting[key] = tuple(args.img_hw) if key == 'img_hw' else getattr(args, key)
     if setting['steps'] < 1 or setting['warmup'] < 0 or args.batch < 1:
         raise ValueError('--steps and --batch must be >= 1, --warmup >= 0')
+    return setting
+
+
+def row_main(argv):
+    """``bench_detection.py row [options]``: the first of ``--patch-sizes``, in this process."""
+    args = parse_args(argv)
+    device = torch.device(args.device)
+    if device.type == 'cuda' and not torch.cuda.is_available():
+        raise RuntimeError('CUDA is not available; use --device cpu --tiny for a smoke test')
+    p = args.patch_sizes[0]
+    row = run_one(config_path(args.backbone, p, args.detector), p, args, settings_from(args),
+                  device)
+    name = torch.cuda.get_device_name(device) if device.type == 'cuda' else 'cpu'
+    print_result(dict(row=row, device_name=name))
+    return row
+
+
+def main(argv=None):
+    """The table (this process orchestrates, never touching the device), or ``row``."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ['row']:
+        return row_main(argv[1:])
+    args = parse_args(argv)
+    setting = settings_from(args)
     paths = [config_path(args.backbone, p, args.detector) for p in args.patch_sizes]
     missing = [p for p in paths if not osp.isfile(p)]
     if missing:
         raise FileNotFoundError(f'no config {", ".join(missing)}; check --backbone/--patch-sizes/'
                                 f'--detector against configs/coco/')
     device = torch.device(args.device)
-    if device.type == 'cuda' and not torch.cuda.is_available():
-        raise RuntimeError('CUDA is not available; use --device cpu --tiny for a smoke test')
 
-    rows = []
+    rows, device_name = [], None
     for path, p in zip(paths, args.patch_sizes):
-        rows.append(run_one(path, p, args, setting, device))
+        # the same options, one patch size (argparse keeps an option's last value)
+        result = run_fresh_process(osp.abspath(__file__), ['row'] + argv + ['--patch-sizes', p])
+        rows.append(result.get('row') or dict(config=osp.basename(path), patch_size=p,
+                                              s_per_iter=result['status']))
+        device_name = device_name or result.get('device_name')
         print(rows[-1], flush=True)
     text = markdown(rows)
-    env = dict(torch=torch.__version__, device=str(device),
-               device_name=torch.cuda.get_device_name(device) if device.type == 'cuda' else 'cpu',
+    env = dict(torch=torch.__version__, device=str(device), device_name=device_name,
                img_hw=setting['img_hw'], steps=setting['steps'], warmup=setting['warmup'],
                tiny=args.tiny, cfg_options=dict(args.cfg_options))
     print(f"\n{env['device_name']}, {args.backbone} {args.detector}, images {setting['img_hw']}, "

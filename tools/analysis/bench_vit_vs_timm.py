@@ -6,6 +6,10 @@ the GPU), images/s, peak allocated memory (reset before each model) and the
 ratio ours / timm. Prints a Markdown table and writes
 ``bench_vit_vs_timm.{csv,json,md}`` to ``--out`` (default ``$OUT`` if set).
 
+Each (implementation, patch size) row runs in a fresh process (``bench_vit_vs_timm.py row``,
+which prints the row with its ``pid``): timed after the other model in one process, a model
+inherits its compiled code, allocator and settings. This process only orchestrates.
+
 GPU machine (device kit, repo root):
     source .device-kit/setup.sh && PYTHONPATH=$PYTHONPATH:. \
         python3 tools/analysis/bench_vit_vs_timm.py
@@ -13,24 +17,25 @@ CPU smoke test:
     python tools/analysis/bench_vit_vs_timm.py --device cpu --tiny --out /tmp/bench
 """
 import argparse
-import csv
 import gc
 import json
 import os
 import statistics
+import sys
 
 import timm
 import torch
 from timm.models.vision_transformer import VisionTransformer
 
 from mmpatch.models.backbones.patch_vit import PatchViT
-from mmpatch.utils.benchmark import Timer
+from mmpatch.utils.benchmark import Timer, print_result, run_fresh_process, write_csv
 
 FULL = dict(arch=dict(embed_dims=768, num_layers=12, num_heads=12, mlp_ratio=4.), img_size=512,
             patch_sizes=(16, 8, 4, 2), batch_sizes=(16, 4, 1, 1), steps=10, warmup=3)
 TINY = dict(arch=dict(embed_dims=64, num_layers=2, num_heads=2, mlp_ratio=4.), img_size=32,
             patch_sizes=(16, 8), batch_sizes=(2, 2), steps=2, warmup=1)
 OUT_NAME = 'bench_vit_vs_timm'
+DTYPES = dict(bf16=torch.bfloat16, fp16=torch.float16, fp32=None)
 
 
 def build_model(impl, arch, patch_size, img_size):
@@ -70,8 +75,9 @@ def measure(impl, cfg, patch_size, batch, device, dtype):
 
 
 def run_one(impl, cfg, patch_size, batch, device, dtype):
-    """One row of results; 'OOM' where the GPU runs out of memory."""
-    row = dict(impl=impl, patch_size=patch_size, batch=batch, img_size=cfg['img_size'])
+    """One row of results, measured in this process; 'OOM' where the GPU runs out of memory."""
+    row = dict(impl=impl, patch_size=patch_size, batch=batch, img_size=cfg['img_size'],
+               pid=os.getpid())
     if device.type == 'cuda':
         gc.collect()
         torch.cuda.empty_cache()
@@ -118,19 +124,51 @@ def markdown(table):
     return '\n'.join(lines)
 
 
-def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+def add_common_args(parser):
+    """Options of the run that its row processes take too (passed on unchanged)."""
     parser.add_argument('--device', default='cuda', help='cuda or cpu')
     parser.add_argument('--tiny', action='store_true', help='tiny model and images (smoke test)')
     parser.add_argument('--dtype', choices=('bf16', 'fp16', 'fp32'), default='bf16',
                         help='autocast dtype (fp32: no autocast)')
-    parser.add_argument('--patch-sizes', type=int, nargs='+', default=None)
-    parser.add_argument('--batch-sizes', type=int, nargs='+', default=None)
     parser.add_argument('--steps', type=int, default=None, help='timed steps (median taken)')
     parser.add_argument('--warmup', type=int, default=None)
+
+
+def common_argv(args):
+    """``add_common_args``' options of ``args`` as a row process's argument list."""
+    argv = ['--device', args.device, '--dtype', args.dtype] + (['--tiny'] if args.tiny else [])
+    for flag, value in (('--steps', args.steps), ('--warmup', args.warmup)):
+        argv += [] if value is None else [flag, value]
+    return argv
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    add_common_args(parser)
+    parser.add_argument('--patch-sizes', type=int, nargs='+', default=None)
+    parser.add_argument('--batch-sizes', type=int, nargs='+', default=None)
     parser.add_argument('--out', default=os.environ.get('OUT') or f'work_dirs/{OUT_NAME}',
                         help='output folder (default: $OUT, else work_dirs/)')
     return parser.parse_args(argv)
+
+
+def row_main(argv):
+    """``bench_vit_vs_timm.py row``: one (implementation, patch size, batch) row in this process."""
+    parser = argparse.ArgumentParser(prog='bench_vit_vs_timm.py row', description=row_main.__doc__)
+    parser.add_argument('--impl', choices=('mmpatch', 'timm'), required=True)
+    parser.add_argument('--patch-size', type=int, required=True)
+    parser.add_argument('--batch', type=int, required=True)
+    add_common_args(parser)
+    args = parser.parse_args(argv)
+    args.patch_sizes = args.batch_sizes = None
+    cfg, device = config_from(args), torch.device(args.device)
+    if device.type == 'cuda' and not torch.cuda.is_available():
+        raise RuntimeError('CUDA is not available; use --device cpu --tiny for a smoke test')
+    torch.backends.cudnn.benchmark = True  # this process times one model only
+    row = run_one(args.impl, cfg, args.patch_size, args.batch, device, DTYPES[args.dtype])
+    name = torch.cuda.get_device_name(device) if device.type == 'cuda' else 'cpu'
+    print_result(dict(row=row, device_name=name))
+    return row
 
 
 def config_from(args):
@@ -147,33 +185,36 @@ def config_from(args):
 
 
 def main(argv=None):
+    """The comparison (this process orchestrates, never touching the device), or ``row``."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ['row']:
+        return row_main(argv[1:])
     args = parse_args(argv)
     cfg = config_from(args)
     device = torch.device(args.device)
-    if device.type == 'cuda' and not torch.cuda.is_available():
-        raise RuntimeError('CUDA is not available; use --device cpu --tiny for a smoke test')
-    dtype = dict(bf16=torch.bfloat16, fp16=torch.float16, fp32=None)[args.dtype]
-    torch.backends.cudnn.benchmark = True
 
-    rows = []
+    rows, device_name = [], None
     for p, batch in zip(cfg['patch_sizes'], cfg['batch_sizes']):
         for impl in ('mmpatch', 'timm'):
-            rows.append(run_one(impl, cfg, p, batch, device, dtype))
+            result = run_fresh_process(os.path.abspath(__file__), [
+                'row', '--impl', impl, '--patch-size', p, '--batch', batch] + common_argv(args))
+            failed = result.get('status')
+            rows.append(result['row'] if 'row' in result else dict(
+                impl=impl, patch_size=p, batch=batch, img_size=cfg['img_size'],
+                ms_per_step=failed, images_per_s=failed, peak_mem_gib=failed))
+            device_name = device_name or result.get('device_name')
             print(rows[-1], flush=True)
     table = compare(rows)
     text = markdown(table)
     env = dict(torch=torch.__version__, timm=timm.__version__, device=str(device),
-               device_name=torch.cuda.get_device_name(device) if device.type == 'cuda' else 'cpu',
+               device_name=device_name,
                dtype=args.dtype, arch=cfg['arch'], img_size=cfg['img_size'],
                steps=cfg['steps'], warmup=cfg['warmup'])
     print(f"\n{env['device_name']}, {args.dtype} autocast, img {cfg['img_size']}, "
           f"forward+backward, median of {cfg['steps']} steps\n\n{text}")
 
     os.makedirs(args.out, exist_ok=True)
-    with open(os.path.join(args.out, f'{OUT_NAME}.csv'), 'w', newline='') as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
+    write_csv(os.path.join(args.out, f'{OUT_NAME}.csv'), rows)
     with open(os.path.join(args.out, f'{OUT_NAME}.json'), 'w') as f:
         json.dump(dict(env=env, rows=rows, comparison=table), f, indent=2)
     with open(os.path.join(args.out, f'{OUT_NAME}.md'), 'w') as f:

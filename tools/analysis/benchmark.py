@@ -20,9 +20,20 @@ Sections (all in one run, so every ratio compares numbers of one GPU and one run
   Out-of-memory is a row marked OOM.
 - ``report``: CSV files of one or more runs -> ``benchmark.md`` and ``benchmark.png``.
 
+Clean rows: this process only orchestrates and never initialises CUDA. The ceilings and
+SDPA sections run in one child process (``benchmark.py kernels``), and every (backbone,
+patch size) row in a fresh one of its own (``benchmark.py row``), which prints the row as
+one JSON line (its ``pid`` included): a model timed after another in one process
+inherits its compiled code, allocator, flags and warm-up. The timm row at the first patch
+size is the anchor and runs first; ``--anchor-repeat`` times it again, alone, after the
+other rows, and the report prints ``anchor check: timm pP A vs B img/s, within X%: ok``
+(or ``FAILED (>3%)``). Every ratio is against timm's row, itself measured alone.
+
 GPU machine (device kit, repo root):
     source .device-kit/setup.sh && export PYTHONPATH=$PYTHONPATH:. && \
-        python3 tools/analysis/benchmark.py --out $OUT
+        python3 tools/analysis/benchmark.py --anchor-repeat --out $OUT
+One row alone (what the parent runs for each row):
+    python3 tools/analysis/benchmark.py row --backbone timm --patch-size 16 --batch 16 --out $OUT
 CPU smoke test:
     python tools/analysis/benchmark.py --device cpu --tiny --out /tmp/bench
 """
@@ -31,6 +42,7 @@ import json
 import math
 import os
 import platform
+import sys
 import time
 import traceback
 from datetime import date
@@ -41,7 +53,8 @@ import torch.nn.functional as F
 from mmpatch.models.utils.sdpa_backend import (choose_sdpa_backends, sdpa_backend_context)
 from mmpatch.utils.benchmark import (OOM, attention_flops, free_device_memory, is_oom,
                                      markdown_table, matmul_tflops, median_step_seconds,
-                                     peak_gib, relative_error, sdpa_step, write_csv)
+                                     peak_gib, print_result, relative_error, run_fresh_process,
+                                     sdpa_step, write_csv)
 from mmpatch.utils.flops import count_flops_by_op, split_attention_flops
 
 VIT_B = dict(embed_dims=768, num_layers=12, num_heads=12, mlp_ratio=4.)
@@ -66,6 +79,9 @@ TINY = dict(arch=dict(embed_dims=64, num_layers=2, num_heads=2, mlp_ratio=4.),
             sdpa_max_step_s=5.0, matmul_n=256)
 VIT_FAMILY = ('PatchViT', 'PatchViT-eager', 'timm', 'mmseg')  # the same ViT, compared by ratios
 SDPA_KERNELS = ('cudnn', 'flash', 'efficient', 'default', 'auto')
+ANCHOR = 'timm'  # the row every ratio is taken against, and whose repeat checks the run
+ANCHOR_REPEAT = 'anchor-repeat'  # ``role`` of the anchor's second measurement
+ANCHOR_TOLERANCE = 0.03
 CHECK_QUERIES = 256  # queries checked against math above the full-check size
 FULL_CHECK_TOKENS = 4096
 
@@ -182,11 +198,13 @@ def attention_ceiling(sdpa_rows, tokens):
 
 
 def bench_model(name, patch_size, batch, cfg, device, ceilings, sdpa_rows):
+    """One row: a training step of backbone ``name`` timed in this process (see the module
+    docstring for the columns); ``pid`` names the process, which ran no other row."""
     img = cfg['img_size']
     tokens = math.ceil(img / patch_size) ** 2
     with_cp = tokens >= cfg['cp_from_tokens']
     row = dict(backbone=name, patch_size=patch_size, img_size=img, batch=batch, tokens=tokens,
-               with_cp=with_cp, compiled=compiles(name, with_cp, device))
+               with_cp=with_cp, compiled=compiles(name, with_cp, device), pid=os.getpid())
     total, attention = model_flops(name, cfg, patch_size)
     step_flops = 3 * total * batch
     row.update(gflops_fwd_per_img=total / 1e9, attention_share=attention / total)
@@ -224,9 +242,14 @@ def bench_model(name, patch_size, batch, cfg, device, ceilings, sdpa_rows):
 
 
 def add_ratios(rows):
-    """images/s of each ViT row over timm's (and mmseg's) at the same patch size and batch."""
-    ref = {(r['backbone'], r['patch_size'], r['batch']): r.get('images_per_s') for r in rows}
-    for r in rows:
+    """images/s of each ViT row over timm's (and mmseg's) at the same patch size and batch.
+
+    The references are the grid's own rows (each measured alone in its process); the
+    anchor's repeat is a check of the run, neither a reference nor given ratios.
+    """
+    grid = [r for r in rows if not r.get('role')]
+    ref = {(r['backbone'], r['patch_size'], r['batch']): r.get('images_per_s') for r in grid}
+    for r in grid:
         if r['backbone'] not in VIT_FAMILY:
             continue
         for other in ('timm', 'mmseg'):
@@ -236,9 +259,31 @@ def add_ratios(rows):
                 r[f'speed_vs_{other}'] = ours / theirs
             elif r['backbone'] != other and isinstance(ours, float) and theirs is None and \
                     any(x['backbone'] == other and x['patch_size'] == r['patch_size']
-                        and x.get('status') == OOM for x in rows):
+                        and x.get('status') == OOM for x in grid):
                 r[f'speed_vs_{other}'] = f'{other} OOM'
     return rows
+
+
+def anchor_check(rows, tolerance=ANCHOR_TOLERANCE):
+    """'anchor check: ...' comparing the anchor row with its repeat (None without a repeat).
+
+    Both are timm alone in a fresh process, first and last in the run: if they differ by
+    more than ``tolerance`` the GPU's speed drifted during the run, and no ratio of it holds.
+    """
+    repeats = [r for r in rows if r.get('role') == ANCHOR_REPEAT]
+    if not repeats:
+        return None
+    again = repeats[-1]
+    first = next((r for r in rows if r['backbone'] == ANCHOR and not r.get('role')
+                  and (r['patch_size'], r['batch']) == (again['patch_size'], again['batch'])),
+                 None)
+    a, b = (None if r is None else r.get('images_per_s') for r in (first, again))
+    head = f"anchor check: {ANCHOR} p{again['patch_size']}"
+    if not (isinstance(a, float) and isinstance(b, float)):
+        return f'{head} {a} vs {b} img/s: FAILED (not measured twice)'
+    spread = abs(b - a) / a
+    verdict = 'ok' if spread <= tolerance else f'FAILED (>{tolerance:.0%})'
+    return f'{head} {a:.4g} vs {b:.4g} img/s, within {spread:.1%}: {verdict}'
 
 
 # ---------------------------------------------------------------- SDPA kernels
@@ -311,21 +356,24 @@ def bench_sdpa(cfg, device):
 # ---------------------------------------------------------------- report
 
 PLOT_NAME = 'benchmark.png'
-MODEL_COLUMNS = ('backbone', 'patch_size', 'batch', 'tokens', 'with_cp', 'compiled', 'status',
-                 'ms_per_step',
+MODEL_COLUMNS = ('backbone', 'role', 'patch_size', 'batch', 'tokens', 'with_cp', 'compiled',
+                 'status', 'ms_per_step',
                  'images_per_s', 'tokens_per_s', 'peak_gib', 'gflops_fwd_per_img',
                  'attention_share', 'model_tflops', 'frac_matmul_ceiling',
-                 'frac_attn_aware_ceiling', 'speed_vs_timm', 'speed_vs_mmseg')
+                 'frac_attn_aware_ceiling', 'speed_vs_timm', 'speed_vs_mmseg', 'pid')
 SDPA_COLUMNS = ('tokens', 'batch', 'kernel', 'status', 'ms', 'tflops', 'err_out', 'err_grad',
                 'auto_order')
 
 
 def write_report(out, env, model_rows, sdpa_rows):
+    check = anchor_check(model_rows)
     lines = [f"# Training-step benchmark: {env.get('device_name')}, {env.get('date')}, "
              f"commit {env.get('commit')}", '',
              f"torch {env.get('torch')}, timm {env.get('timm')}, bf16 autocast, fused AdamW; "
              f"crop {env.get('img_size')}; matmul ceiling "
              f"{_fmt(env.get('matmul_tflops'))} TFLOP/s (bf16 {env.get('matmul_n')}^3).", '',
+             'Each row ran alone in a fresh process (`pid`); `speed_vs_timm` is against the '
+             'timm row, itself alone in its process.' + (f' {check}.' if check else ''), '',
              'Model FLOPs = 3 x forward (attention and SSD included, recomputation not); '
              '`frac_attn_aware_ceiling` = (other FLOPs / matmul rate + attention FLOPs / best '
              'measured SDPA rate at that length) / step time.', '',
@@ -350,7 +398,7 @@ def plot(out, model_rows, sdpa_rows, env):
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
     fig, axes = plt.subplots(1, 3, figsize=(17, 4.8))
-    ok = [r for r in model_rows if r.get('status') == 'ok']
+    ok = [r for r in model_rows if r.get('status') == 'ok' and not r.get('role')]
     for name in dict.fromkeys(r['backbone'] for r in ok):
         pts = sorted((r['patch_size'], r['images_per_s'], r['model_tflops'])
                      for r in ok if r['backbone'] == name)
@@ -401,7 +449,8 @@ def _parse(value):
 
 # ---------------------------------------------------------------- main
 
-def environment(device, cfg):
+def host_environment(cfg):
+    """What the orchestrating process knows without touching the device."""
     import shutil
     import subprocess
     import timm
@@ -409,72 +458,205 @@ def environment(device, cfg):
     if not commit and shutil.which('git'):
         commit = subprocess.run(['git', 'rev-parse', '--short', 'HEAD'], capture_output=True,
                                 text=True).stdout.strip()
-    name = torch.cuda.get_device_name(device) if device.type == 'cuda' else platform.processor() or 'cpu'
-    return dict(device_name=name, date=date.today().isoformat(), commit=commit or 'unknown',
+    return dict(date=date.today().isoformat(), commit=commit or 'unknown',
                 torch=torch.__version__, timm=timm.__version__, img_size=cfg['img_size'],
-                cudnn=torch.backends.cudnn.version() if device.type == 'cuda' else None,
                 matmul_n=cfg['matmul_n'])
 
 
-def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+def device_environment(device):
+    """The device's name and cuDNN version (a child process: initialises CUDA)."""
+    if device.type != 'cuda':
+        return dict(device_name=platform.processor() or 'cpu', cudnn=None)
+    return dict(device_name=torch.cuda.get_device_name(device),
+                cudnn=torch.backends.cudnn.version())
+
+
+def add_budget_args(parser):
+    """Options shared by the orchestrator and its children (passed on unchanged)."""
     parser.add_argument('--device', default='cuda')
     parser.add_argument('--tiny', action='store_true', help='tiny models and sizes (smoke test)')
+    parser.add_argument('--out', default=os.environ.get('OUT') or 'work_dirs/benchmark')
+    parser.add_argument('--budget-s', type=float, default=None,
+                        help='seconds of timed steps per row (default: the grid\'s)')
+    parser.add_argument('--max-steps', type=int, default=None, help='timed steps per row at most')
+    parser.add_argument('--warmup', type=int, default=None, help='warm-up steps per row')
+
+
+def budget_argv(args):
+    """``add_budget_args``' options of ``args`` as a child's argument list."""
+    argv = ['--device', args.device, '--out', args.out] + (['--tiny'] if args.tiny else [])
+    for flag, value in (('--budget-s', args.budget_s), ('--max-steps', args.max_steps),
+                        ('--warmup', args.warmup)):
+        argv += [] if value is None else [flag, value]
+    return argv
+
+
+def config_from(args):
+    """The grid's settings (TINY or FULL) with the command line's overrides."""
+    cfg = dict(TINY if args.tiny else FULL)
+    for key in ('budget_s', 'max_steps', 'warmup'):
+        if getattr(args, key) is not None:
+            cfg[key] = getattr(args, key)
+    return cfg
+
+
+def check_device(device):
+    if device.type == 'cuda' and not torch.cuda.is_available():
+        raise RuntimeError('CUDA is not available; use --device cpu --tiny for a smoke test')
+
+
+def read_env(out):
+    path = os.path.join(out, 'env.json')
+    if not os.path.exists(path):
+        return {}
+    with open(path) as f:
+        return json.load(f)
+
+
+def write_env(out, env):
+    with open(os.path.join(out, 'env.json'), 'w') as f:
+        json.dump(env, f, indent=2)
+
+
+def row_main(argv):
+    """``benchmark.py row``: one (backbone, patch size, batch) row in this process."""
+    parser = argparse.ArgumentParser(prog='benchmark.py row', description=row_main.__doc__)
+    parser.add_argument('--backbone', required=True)
+    parser.add_argument('--patch-size', type=int, required=True)
+    parser.add_argument('--batch', type=int, required=True)
+    parser.add_argument('--role', default=None, help='recorded in the row (e.g. anchor-repeat)')
+    add_budget_args(parser)
+    args = parser.parse_args(argv)
+    device = torch.device(args.device)
+    check_device(device)
+    env = read_env(args.out)  # the ceilings, if measured
+    row = bench_model(args.backbone, args.patch_size, args.batch, config_from(args), device, env,
+                      read_csv(os.path.join(args.out, 'sdpa.csv')))
+    if args.role:
+        row['role'] = args.role
+    print_result(dict(row=row, env=device_environment(device)))
+    return row
+
+
+def kernels_main(argv):
+    """``benchmark.py kernels``: matmul ceiling and SDPA kernels, into env.json and sdpa.csv."""
+    parser = argparse.ArgumentParser(prog='benchmark.py kernels', description=kernels_main.__doc__)
+    parser.add_argument('--sections', nargs='+', default=['ceilings', 'sdpa'],
+                        choices=('ceilings', 'sdpa'))
+    add_budget_args(parser)
+    args = parser.parse_args(argv)
+    cfg, device = config_from(args), torch.device(args.device)
+    check_device(device)
+    os.makedirs(args.out, exist_ok=True)
+    env = dict(read_env(args.out), **device_environment(device), kernels_pid=os.getpid())
+    if 'ceilings' in args.sections:
+        dtype = torch.bfloat16 if device.type == 'cuda' else torch.float32
+        env['matmul_tflops'] = matmul_tflops(device, n=cfg['matmul_n'], dtype=dtype)
+        print(f"matmul ceiling: {env['matmul_tflops']:.1f} TFLOP/s", flush=True)
+    write_env(args.out, env)
+    if 'sdpa' in args.sections:
+        sdpa_rows = bench_sdpa(cfg, device)
+        write_csv(os.path.join(args.out, 'sdpa.csv'), sdpa_rows)
+        print(markdown_table(sdpa_rows, _present(SDPA_COLUMNS, sdpa_rows)), flush=True)
+    print_result(env)
+    return env
+
+
+def planned_rows(grid, patch_sizes=None, backbones=None, anchor_repeat=False):
+    """(backbone, patch, batch, role) in run order: the anchor (timm at the first selected
+    patch size that has it) first, the grid's other rows, then the anchor's repeat if asked."""
+    rows = [(name, patch, batch, None) for patch, batch, names in grid for name in names
+            if (not patch_sizes or patch in patch_sizes) and (not backbones or name in backbones)]
+    anchor = next((r for r in rows if r[0] == ANCHOR), None)
+    if anchor is None:
+        return rows
+    rows = [anchor] + [r for r in rows if r != anchor]
+    return rows + ([anchor[:3] + (ANCHOR_REPEAT,)] if anchor_repeat else [])
+
+
+def run_rows(args, model_rows, env):
+    """Each planned row not yet in ``model_rows`` in a fresh process; the CSV after each."""
+    cfg = config_from(args)
+    models_csv = os.path.join(args.out, 'models.csv')
+    done = {(r['backbone'], r['patch_size'], r.get('role')) for r in model_rows}
+    for name, patch, batch, role in planned_rows(cfg['grid'], args.patch_sizes, args.backbones,
+                                                 args.anchor_repeat):
+        if (name, patch, role) in done:
+            continue
+        argv = ['row', '--backbone', name, '--patch-size', patch, '--batch', batch]
+        result = run_fresh_process(os.path.abspath(__file__),
+                                   argv + (['--role', role] if role else []) + budget_argv(args),
+                                   timeout=args.row_timeout)
+        row = result.get('row') or dict(backbone=name, patch_size=patch, batch=batch,
+                                        status=result.get('status'),
+                                        **(dict(role=role) if role else {}))
+        env.update({k: v for k, v in result.get('env', {}).items() if env.get(k) is None})
+        model_rows.append(row)
+        print(row, flush=True)
+        write_csv(models_csv, add_ratios(model_rows))  # after every row: a timeout keeps them
+    return model_rows
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(
+        description=__doc__.split('\n\n')[0],
+        epilog='Sub-commands (what the run starts in fresh processes): benchmark.py row ..., '
+               'benchmark.py kernels ... (each with --help).')
     parser.add_argument('--sections', nargs='+', default=['ceilings', 'sdpa', 'models', 'report'],
                         choices=('ceilings', 'sdpa', 'models', 'report'))
     parser.add_argument('--patch-sizes', type=int, nargs='+', default=None,
                         help='only these rows of the grid')
     parser.add_argument('--backbones', nargs='+', default=None, help='only these backbones')
-    parser.add_argument('--out', default=os.environ.get('OUT') or 'work_dirs/benchmark')
+    parser.add_argument('--anchor-repeat', action='store_true',
+                        help=f'time the anchor ({ANCHOR} at the first patch size) again after '
+                             f'the other rows and check the two agree within '
+                             f'{ANCHOR_TOLERANCE:.0%}')
+    parser.add_argument('--row-timeout', type=float, default=None,
+                        help='seconds after which a row\'s process is killed (row kept as error)')
     parser.add_argument('--inputs', nargs='+', default=None,
                         help='report: folders whose CSVs are merged (default: --out)')
+    add_budget_args(parser)
     return parser.parse_args(argv)
 
 
+SUBCOMMANDS = dict(row=row_main, kernels=kernels_main)
+
+
 def main(argv=None):
+    """The whole run (this process orchestrates), or one sub-command (``row``, ``kernels``)."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv and argv[0] in SUBCOMMANDS:
+        return SUBCOMMANDS[argv[0]](argv[1:])
     args = parse_args(argv)
-    cfg = dict(TINY if args.tiny else FULL)
-    device = torch.device(args.device)
+    cfg = config_from(args)
     os.makedirs(args.out, exist_ok=True)
-    env_path = os.path.join(args.out, 'env.json')
-    env = json.load(open(env_path)) if os.path.exists(env_path) else {}
+    env = read_env(args.out)
     if any(s != 'report' for s in args.sections):
-        if device.type == 'cuda' and not torch.cuda.is_available():
-            raise RuntimeError('CUDA is not available; use --device cpu --tiny for a smoke test')
-        env.update(environment(device, cfg))
-    if 'ceilings' in args.sections:
-        env['matmul_tflops'] = matmul_tflops(device, n=cfg['matmul_n'],
-                                             dtype=torch.bfloat16 if device.type == 'cuda' else torch.float32)
-        print(f"matmul ceiling: {env['matmul_tflops']:.1f} TFLOP/s", flush=True)
-    with open(env_path, 'w') as f:
-        json.dump(env, f, indent=2)
-    sdpa_csv, models_csv = (os.path.join(args.out, n) for n in ('sdpa.csv', 'models.csv'))
-    sdpa_rows = read_csv(sdpa_csv)
-    if 'sdpa' in args.sections:
-        sdpa_rows = bench_sdpa(cfg, device)
-        write_csv(sdpa_csv, sdpa_rows)
-        print(markdown_table(sdpa_rows, _present(SDPA_COLUMNS, sdpa_rows)), flush=True)
-    model_rows = read_csv(models_csv)
+        env.update(host_environment(cfg))
+        write_env(args.out, env)
+    kernels = [s for s in args.sections if s in ('ceilings', 'sdpa')]
+    if kernels:
+        result = run_fresh_process(os.path.abspath(__file__),
+                                   ['kernels', '--sections', *kernels] + budget_argv(args))
+        if 'status' in result:
+            print(f"kernels: {result['status']}", flush=True)
+        env = read_env(args.out)
+    model_rows = read_csv(os.path.join(args.out, 'models.csv'))
     if 'models' in args.sections:
-        done = {(r['backbone'], r['patch_size']) for r in model_rows}
-        for patch, batch, names in cfg['grid']:
-            if args.patch_sizes and patch not in args.patch_sizes:
-                continue
-            for name in names:
-                if (args.backbones and name not in args.backbones) or (name, patch) in done:
-                    continue
-                row = bench_model(name, patch, batch, cfg, device, env, sdpa_rows)
-                model_rows.append(row)
-                print(row, flush=True)
-                write_csv(models_csv, add_ratios(model_rows))  # after every row: a timeout keeps them
+        model_rows = run_rows(args, model_rows, env)
+        write_env(args.out, env)
+    sdpa_rows = read_csv(os.path.join(args.out, 'sdpa.csv'))
     if 'report' in args.sections:
         if args.inputs:
             model_rows = [r for d in args.inputs for r in read_csv(os.path.join(d, 'models.csv'))]
             sdpa_rows = [r for d in args.inputs for r in read_csv(os.path.join(d, 'sdpa.csv'))]
         write_report(args.out, env, add_ratios(model_rows), sdpa_rows)
-        print(markdown_table(model_rows, [c for c in ('backbone', 'patch_size', 'batch', 'status',
-              'images_per_s', 'peak_gib', 'model_tflops', 'speed_vs_timm', 'speed_vs_mmseg')
-              if any(c in r for r in model_rows)]))
+        print(markdown_table(model_rows, [c for c in ('backbone', 'role', 'patch_size', 'batch',
+              'status', 'images_per_s', 'peak_gib', 'model_tflops', 'speed_vs_timm',
+              'speed_vs_mmseg') if any(c in r for r in model_rows)]))
+    check = anchor_check(model_rows)
+    if check:
+        print(check, flush=True)
     return model_rows, sdpa_rows
 
 

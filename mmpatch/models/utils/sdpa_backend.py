@@ -10,13 +10,15 @@ follow it. Every list ends with a kernel that always runs (math), so 'auto'
 never fails on a shape that the preferred kernel does not support.
 """
 import contextlib
-import inspect
 
 import torch
+
+from ...utils.torch_state import set_sdpa_state, sdpa_state
 
 ATTN_BACKENDS = ('auto', 'default', 'cudnn', 'flash', 'efficient', 'math')
 _SDP_NAMES = dict(cudnn='CUDNN_ATTENTION', flash='FLASH_ATTENTION',
                   efficient='EFFICIENT_ATTENTION', math='MATH')
+_FLAG_NAMES = dict(cudnn='cudnn', flash='flash', efficient='mem_efficient', math='math')
 _HALF = (torch.float16, torch.bfloat16)
 
 
@@ -67,21 +69,36 @@ def resolve_sdpa_backends(backend, x, head_dim):
     return choose_sdpa_backends('cuda', _attention_dtype(x), head_dim, capability)
 
 
+@contextlib.contextmanager
 def sdpa_backend_context(names):
     """Context in which SDPA uses the first kernel of ``names`` that supports the call.
 
     ``None`` leaves PyTorch's own choice. One name is strict: SDPA raises if that
-    kernel cannot run the call. On torch < 2.6 (no ``set_priority``) the list
+    kernel cannot run the call. On torch < 2.6 (no priority order) the list
     enables the kernels and PyTorch's fixed order picks among them.
+
+    On exit (or an exception) SDPA's process-wide priority order and kernel flags are
+    restored exactly as they were on entry, so the models around this one (a timm teacher,
+    a head with attention) keep their own kernel choice. The settings are written
+    directly rather than through ``torch.nn.attention.sdpa_kernel``, whose restore with
+    ``set_priority=True`` is lossy for a kernel disabled on entry (see ``set_sdpa_state``).
     """
     if names is None:
-        return contextlib.nullcontext()
-    from torch.nn.attention import SDPBackend, sdpa_kernel
+        yield
+        return
+    from torch.nn.attention import SDPBackend
     missing = [n for n in names if not hasattr(SDPBackend, _SDP_NAMES[n])]
     if missing:
         raise ValueError(f'this torch ({torch.__version__}) has no SDPA backend {missing}; '
                          f"use attn_backend='auto'")
-    backends = [getattr(SDPBackend, _SDP_NAMES[n]) for n in names]
-    if len(backends) > 1 and 'set_priority' in inspect.signature(sdpa_kernel).parameters:
-        return sdpa_kernel(backends, set_priority=True)
-    return sdpa_kernel(backends)
+    saved_order, saved_flags = sdpa_state()
+    order = [int(getattr(SDPBackend, _SDP_NAMES[n])) for n in names]
+    if saved_order is not None:  # the chosen kernels first, the others after in their order
+        order += [b for b in saved_order if b not in order]
+    wanted = {_FLAG_NAMES[n] for n in names}
+    try:
+        set_sdpa_state(order if saved_order is not None else None,
+                       {flag: flag in wanted for flag in saved_flags})
+        yield
+    finally:
+        set_sdpa_state(saved_order, saved_flags)
