@@ -36,11 +36,24 @@ def trained(tmp_path_factory):
                 'train_cfg.val_interval=2', 'default_hooks.checkpoint.interval=2',
                 'default_hooks.logger.interval=1', 'train_dataloader.batch_size=2')
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
-    return data, work_dir
+    return data, work_dir, run.stdout + run.stderr
+
+
+def test_train_output_is_quiet_by_default(trained):
+    """The console shows the loss lines, not mmengine's dumps or mmseg's noise warnings (the log
+    file in the work dir keeps the dumps)."""
+    _, work_dir, output = trained
+    assert 'Iter(train) [2/2]' in output and 'loss: ' in output
+    for noise in ('System environment', 'Config:', 'Hooks will be executed', 'UserWarning'):
+        assert noise not in output, noise
+    (log,) = glob.glob(osp.join(work_dir, '*', '*.log'))
+    with open(log) as f:
+        text = f.read()
+    assert 'System environment' in text and 'Config:' in text
 
 
 def test_train_then_test_reports_miou(trained):
-    data, work_dir = trained
+    data, work_dir, _ = trained
     with open(osp.join(work_dir, 'last_checkpoint')) as f:
         ckpt = f.read().strip()
     assert ckpt.endswith('iter_2.pth') and osp.isfile(ckpt)
@@ -54,6 +67,10 @@ def test_train_then_test_reports_miou(trained):
     assert len(glob.glob(osp.join(test_dir, 'vis', 'vis_data', 'vis_image', '*.png'))) == 2
     # the metrics file tools/sweep.py reads: <work_dir>/<stamp>/<stamp>.json
     (metrics_file,) = glob.glob(osp.join(test_dir, '*', '*.json'))
+    printed = [line for line in run.stdout.splitlines() if line.startswith('test.py: ')]
+    assert printed == [f'test.py: metrics: {metrics_file}',
+                       f'test.py: --out label maps (PNG; class index + 1 with reduce_zero_label): {preds}',
+                       f"test.py: --show-dir painted predictions: {osp.join(test_dir, 'vis', 'vis_data', 'vis_image')}"]
     with open(metrics_file) as f:
         metrics = json.load(f)
     assert 0 <= metrics['mIoU'] <= 100
@@ -74,6 +91,24 @@ def _run_cli(main, argv, capsys):
         cli.run(lambda: main(argv), 'train.py')
     err = capsys.readouterr().err.strip().splitlines()
     return exit_info.value.code, err
+
+
+def test_out_label_maps_hold_class_index_plus_one(tmp_path):
+    """--out's help: with reduce_zero_label (the toy set) a PNG value is the class index + 1."""
+    import numpy as np
+    import torch
+    from mmengine.structures import PixelData
+    from mmseg.evaluation import IoUMetric
+    from mmseg.structures import SegDataSample
+    from PIL import Image
+    metric = IoUMetric(output_dir=str(tmp_path))
+    metric.dataset_meta = dict(classes=[str(i) for i in range(8)])
+    sample = SegDataSample(metainfo=dict(img_path='x/a.png', reduce_zero_label=True))
+    sample.pred_sem_seg = PixelData(data=torch.tensor([[[0, 7], [3, 1]]]))
+    sample.gt_sem_seg = PixelData(data=torch.tensor([[[0, 7], [3, 1]]]))
+    metric.process({}, [sample.to_dict()])
+    assert np.array(Image.open(tmp_path / 'a.png')).tolist() == [[1, 8], [4, 2]]
+    assert 'class index + 1 for datasets with reduce_zero_label' in ' '.join(cli.test_parser().format_help().split())
 
 
 def test_bad_inputs_exit_with_one_line(tmp_path, capsys):

@@ -261,9 +261,9 @@ def test_bad_dataset_files_are_named(toy_seg_root, tmp_path):
     labels[:2, :3], labels[5, 5] = 9, 12  # 8 classes: file values 1..8 (0 = unlabelled)
     Image.fromarray(labels).save(ann / 'toy_00001.png')
     (img / 'toy_00002.png').write_bytes(b'not a png')
-    os.remove(ann / 'toy_00003.png')
     dataset = _toy_dataset(root)
-    os.remove(img / 'toy_00004.png')  # gone after the file list was made
+    os.remove(ann / 'toy_00003.png')  # both gone after the file list was made
+    os.remove(img / 'toy_00004.png')
 
     good = dataset[_index(dataset, 'toy_00000.png')]['data_samples'].gt_sem_seg.data
     assert set(good.unique().tolist()) <= set(range(8)) | {255}
@@ -285,6 +285,11 @@ def test_bad_dataset_files_are_named(toy_seg_root, tmp_path):
     assert 'Original Traceback' in str(err.value)
     message = original_message(err.value)
     assert '\n' not in message and message.startswith('ToySegDataset: cannot read ') and 'toy_00002.png' in message
+
+    # a label map missing when the file list is made: found then, before any sample is loaded
+    with pytest.raises(DataError, match=r'1 of 15 images have no label map: no .*annotations/training/'
+                                        r'toy_00003\.png for .*images/training/toy_00003\.png'):
+        _toy_dataset(root)
 
 
 def test_bad_coco_images_are_named(toy_coco_root, tmp_path):

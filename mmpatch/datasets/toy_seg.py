@@ -12,7 +12,7 @@ import os.path as osp
 from mmseg.datasets import BaseSegDataset
 from mmseg.registry import DATASETS
 
-from .sample_checks import SampleChecksMixin
+from .sample_checks import DataError, SampleChecksMixin
 from .toy_scenes import check_family, read_meta, toy_seg_metainfo
 
 
@@ -33,12 +33,15 @@ class ToySegDataset(SampleChecksMixin, BaseSegDataset):
                  reduce_zero_label=True, data_root=None, **kwargs):
         meta = read_meta(data_root) if data_root and osp.isdir(data_root) else None
         if meta is not None and meta.get('num_classes') != num_classes:
-            raise ValueError(f"{data_root} was generated with num_classes={meta.get('num_classes')} "
-                             f'but the dataset config says num_classes={num_classes}: '
-                             'make them agree (dataset num_classes and the model head num_classes)')
+            n = meta.get('num_classes')
+            raise DataError(f'ToySegDataset: {data_root} was generated with num_classes={n} but the dataset '
+                            f'config says num_classes={num_classes}: make them agree; fix: --cfg-options '
+                            + ' '.join(f'{s}_dataloader.dataset.num_classes={n}' for s in ('train', 'val', 'test'))
+                            + f' model.decode_head.num_classes={n}, or regenerate the set with --num-classes '
+                            f'{num_classes}')
         if meta is not None and family is not None and meta['family'] != family:
-            raise ValueError(f"{data_root} holds a {meta['family']} set but the dataset config says "
-                             f'family={family!r}: make them agree or drop family from the config')
+            raise DataError(f"ToySegDataset: {data_root} holds a {meta['family']} set but the dataset config "
+                            f'says family={family!r}; fix: make them agree, or drop family from the config')
         family = check_family(family or (meta['family'] if meta is not None else 'strokes'))
         super().__init__(metainfo=metainfo or toy_seg_metainfo(num_classes, family), img_suffix=img_suffix,
                          seg_map_suffix=seg_map_suffix, reduce_zero_label=reduce_zero_label,

@@ -22,6 +22,7 @@ import os.path as osp
 import sys
 import time
 
+from mmpatch.engine.cli import _fail  # the tools' one exit path for user errors: one line, exit 2
 from mmpatch.sweep import report
 from mmpatch.sweep.cells import PER_IMAGE_METRIC, make_cells, run_cells
 
@@ -68,7 +69,7 @@ def resolve_grid(args):
     """(config paths, work dir, toy default?) from explicit configs, a grid, or the toy default."""
     grid_given = any([args.config_dir, args.backbones, args.patch_sizes, args.heads])
     if args.configs and grid_given:
-        sys.exit('sweep: error: give either config files or a grid (--config-dir ...), not both')
+        _fail('sweep.py', 'give either config files or a grid (--config-dir ...), not both', 2)
     suffix = f'_x{args.iters_scale:g}' if args.iters_scale not in (None, 1) else ''
     if args.configs:
         return args.configs, args.work_dir or f'work_dirs/sweep{suffix}', False
@@ -76,7 +77,7 @@ def resolve_grid(args):
     if grid_given:
         missing = [k for k in ('config_dir', 'backbones', 'patch_sizes', 'heads') if not getattr(args, k)]
         if missing:
-            sys.exit(f'sweep: error: a grid needs --{" --".join(m.replace("_", "-") for m in missing)}')
+            _fail('sweep.py', f'a grid needs --{" --".join(m.replace("_", "-") for m in missing)}', 2)
         g.update(config_dir=args.config_dir, backbones=args.backbones, patch_sizes=args.patch_sizes,
                  heads=args.heads, work_dir=f'work_dirs/sweep_{osp.basename(osp.normpath(args.config_dir))}')
     configs = [osp.join(g['config_dir'], f'{b}_p{p}_{h}.py')
@@ -96,11 +97,11 @@ def main(argv=None):
     try:
         cells = make_cells(configs, args.seeds, work_dir)
     except (FileNotFoundError, ValueError) as e:
-        sys.exit(str(e))
+        _fail('sweep.py', str(e).removeprefix('sweep: '), 2)
     jobs = args.jobs or (TOY_DEFAULT['jobs'] if toy_default else 1)
     if jobs < 1 or (jobs > 1 and (args.gpus > 1 or args.launcher != 'none')):
-        sys.exit('sweep: error: --jobs takes a number >= 1, and cells under torchrun or a '
-                 'launcher run one at a time (--jobs 1)')
+        _fail('sweep.py', '--jobs takes a number >= 1, and cells under torchrun or a launcher run '
+              'one at a time (--jobs 1)', 2)
     os.makedirs(work_dir, exist_ok=True)
     if toy_default:
         from mmpatch.datasets.toy_scenes import ensure_toy_seg

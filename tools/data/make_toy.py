@@ -11,10 +11,10 @@ regions), shape (1-3 px line figures of 10-30 px whose class only their shape na
 shared colour distribution), control (large regions, each class its own look).
 """
 import argparse
-import sys
 import time
 
 from mmpatch.datasets.toy_scenes import SEG_FAMILIES, write_toy_coco, write_toy_seg
+from mmpatch.engine.cli import _fail  # the tools' one exit path: one line, exit code 2
 
 
 def parse_args(argv=None):
@@ -43,10 +43,10 @@ def parse_args(argv=None):
 def main(argv=None):
     args = parse_args(argv)
     if len(args.img_size) not in (1, 2):
-        sys.exit('make_toy.py: error: --img-size takes one value or two (H W)')
+        _fail('make_toy.py', '--img-size takes one value or two (H W)', 2)
     out = args.out or f'data/toy_{args.kind}'
     if args.kind == 'coco' and args.image_format != 'png':
-        sys.exit('make_toy.py: error: --image-format applies to the seg set only')
+        _fail('make_toy.py', '--image-format applies to the seg set only', 2)
     writer = write_toy_seg if args.kind == 'seg' else write_toy_coco
     extra = dict(image_format=args.image_format) if args.kind == 'seg' else {}
     t0 = time.time()
@@ -55,8 +55,8 @@ def main(argv=None):
                       img_size=args.img_size[0] if len(args.img_size) == 1 else tuple(args.img_size),
                       num_train=args.num_train, num_val=args.num_val, num_classes=args.num_classes,
                       detail_scale=args.detail_scale, seed=args.seed, family=args.family)
-    except (ValueError, FileExistsError) as e:
-        sys.exit(f'make_toy.py: error: {e}')
+    except (ValueError, OSError) as e:  # bad knobs, an existing other set, an unwritable --out
+        _fail('make_toy.py', str(e), 2)
     print(f"toy {args.kind}: {meta['num_train']} train + {meta['num_val']} val images of "
           f"{meta['img_size'][0]}x{meta['img_size'][1]}, {meta['num_classes']} classes -> {out} "
           f'({time.time() - t0:.1f} s)')

@@ -24,7 +24,7 @@ from ..layers.patch_embed import PatchEmbed
 from ..layers.pos_embed import resample_grid_pos_embed
 from ..layers.swiglu import SwiGLU
 from ..utils.adventurer_convert import adventurer_to_patch_mamba
-from .plain_backbone import PlainBackbone
+from .plain_backbone import PlainBackbone, check_patch_size, pos_grid_for
 
 ARCH_SETTINGS = {
     'tiny': dict(embed_dims=256, num_layers=12),
@@ -37,7 +37,6 @@ ARCH_ALIASES = {'t': 'tiny', 's': 'small', 'b': 'base', 'l': 'large'}
 ARCH_DEFAULTS = dict(mlp_ratio=2.5, d_state=64, expand=2, headdim=64, d_conv=4, ngroups=1,
                      chunk_size=256)
 FLIP_SCHEDULES = ('paper', 'alternate')
-MAX_POS_GRID = 64  # position tables are stored on at most 64 x 64 tokens
 NORM_EPS = 1e-5
 
 
@@ -70,14 +69,6 @@ def flips_for(schedule, num_layers):
     if schedule == 'alternate':
         return [(n // 2) % 2 == 1 for n in range(num_layers)]
     raise ValueError(f'flip_schedule must be one of {FLIP_SCHEDULES}, got {schedule!r}')
-
-
-def pos_grid_for(img_size, patch_size):
-    """Stored position grid: ``min(ceil(img / p), 64)`` tokens per side."""
-    hw = (img_size, img_size) if isinstance(img_size, int) else tuple(img_size)
-    if len(hw) != 2 or not all(isinstance(s, int) and s > 0 for s in hw):
-        raise ValueError(f'img_size must be a positive int or (h, w), got {img_size!r}')
-    return tuple(min(math.ceil(s / patch_size), MAX_POS_GRID) for s in hw)
 
 
 def normalize_out_indices(out_indices, num_layers):
@@ -130,7 +121,8 @@ class PatchMamba(PlainBackbone):
             dict with ``embed_dims`` and ``num_layers`` and optionally
             ``mlp_ratio`` (2.5), ``d_state`` (64), ``expand`` (2), ``headdim`` (64),
             ``d_conv`` (4), ``ngroups`` (1), ``chunk_size`` (256).
-        patch_size: 1..32.
+        patch_size: 1..32 (else ConfigValueError); for segmentation the CLI also
+            requires that it divides the crop (``plain_backbone.patch_size_error``).
         img_size: training crop, int or (h, w); sets the stored position grid,
             ``min(ceil(img_size / p), 64)`` per side, resampled (bicubic) at run
             time to the actual token grid.
@@ -159,6 +151,9 @@ class PatchMamba(PlainBackbone):
         self.arch_settings = settings
         self.embed_dims = settings['embed_dims']
         self.num_layers = settings['num_layers']
+        # p in 1..32; that p divides the crop is checked where the crop is known (CLI, segmentation):
+        # detection pads its images, and img_size only sizes the stored position grid there
+        check_patch_size(patch_size, img_size, divides=False)
         self.patch_embed = PatchEmbed(in_channels, self.embed_dims, patch_size)
         self.patch_size = patch_size
         self.pos_grid = pos_grid_for(img_size, patch_size)

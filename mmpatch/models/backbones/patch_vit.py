@@ -1,7 +1,6 @@
 """Plain ViT backbone at any patch size (1..32) for mmseg and mmdet."""
 import contextlib
 import functools
-import math
 
 import torch
 import torch.nn as nn
@@ -15,7 +14,7 @@ from ..layers.patch_embed import PatchEmbed
 from ..layers.pos_embed import resample_grid_pos_embed
 from ..utils.sdpa_backend import ATTN_BACKENDS, resolve_sdpa_backends, sdpa_backend_context
 from ..utils.timm_vit_convert import read_state_dict, timm_vit_to_patch_vit
-from .plain_backbone import PlainBackbone
+from .plain_backbone import PlainBackbone, check_patch_size, pos_grid_for
 
 ARCH_SETTINGS = {
     'tiny': dict(embed_dims=192, num_layers=12, num_heads=3, mlp_ratio=4.),
@@ -24,7 +23,6 @@ ARCH_SETTINGS = {
     'large': dict(embed_dims=1024, num_layers=24, num_heads=16, mlp_ratio=4.),
 }
 ARCH_ALIASES = {'t': 'tiny', 's': 'small', 'b': 'base', 'l': 'large'}
-MAX_POS_GRID = 64  # position tables are stored on at most 64 x 64 tokens
 LN_EPS = 1e-6  # as timm
 
 
@@ -48,14 +46,6 @@ def parse_arch(arch):
         raise ValueError(f"embed_dims {arch['embed_dims']} is not divisible by "
                          f"num_heads {arch['num_heads']}")
     return arch
-
-
-def pos_grid_for(img_size, patch_size):
-    """Stored position grid: ``min(ceil(img / p), 64)`` tokens per side."""
-    hw = (img_size, img_size) if isinstance(img_size, int) else tuple(img_size)
-    if len(hw) != 2 or not all(isinstance(s, int) and s > 0 for s in hw):
-        raise ValueError(f'img_size must be a positive int or (h, w), got {img_size!r}')
-    return tuple(min(math.ceil(s / patch_size), MAX_POS_GRID) for s in hw)
 
 
 def normalize_out_indices(out_indices, num_layers):
@@ -182,7 +172,9 @@ class PatchViT(PlainBackbone):
     Args:
         arch: 'tiny' | 'small' | 'base' | 'large' (or 't' | 's' | 'b' | 'l'), or
             a dict with embed_dims, num_layers, num_heads and optional mlp_ratio.
-        patch_size: patch side p, an integer in 1..32.
+        patch_size: patch side p, an integer in 1..32 (else ConfigValueError); for
+            segmentation the CLI also requires that it divides the crop
+            (``plain_backbone.patch_size_error``).
         img_size: training crop, int or (h, w); sets the stored position grid.
         in_channels: image channels.
         out_indices: block(s) whose output is returned (negative: from the end).
@@ -230,6 +222,9 @@ class PatchViT(PlainBackbone):
         self.embed_dims = settings['embed_dims']
         self.num_layers = settings['num_layers']
         self.num_heads = settings['num_heads']
+        # p in 1..32; that p divides the crop is checked where the crop is known (CLI, segmentation):
+        # detection pads its images, and img_size only sizes the stored position grid there
+        check_patch_size(patch_size, img_size, divides=False)
         self.patch_embed = PatchEmbed(in_channels, self.embed_dims, patch_size)
         self.patch_size = patch_size
         self.pos_grid = pos_grid_for(img_size, patch_size)
