@@ -1,5 +1,8 @@
-"""docs/custom_decoder.md, run as written: a user module registers a head, a config uses it."""
+"""docs/custom_decoder.md, run as written: a user module registers a head, configs use it, and
+the page's commands train and test the toy config."""
 import re
+import runpy
+import shlex
 import sys
 from pathlib import Path
 
@@ -10,42 +13,46 @@ from mmengine.registry import DefaultScope
 from mmseg.registry import MODELS
 
 import mmpatch  # noqa: F401  (registers the models)
+from mmpatch.engine import cli
 
 REPO = Path(__file__).resolve().parents[1]
 DOC = REPO / 'docs' / 'custom_decoder.md'
+FILES = {'examples/my_decoders.py', 'configs/custom/vit_t_p8_mlp.py', 'configs/custom/vit_b_p16_mlp.py'}
 
 
 def doc_files():
-    """``{file name: text}`` of the doc's python blocks, each named by its first comment line."""
+    """``{file path: text}`` of the doc's python blocks, each named by its first comment line."""
     blocks = re.findall(r'```python\n# (\S+)\n(.*?)```', DOC.read_text(), flags=re.S)
     return {name: f'# {name}\n{body}' for name, body in blocks}
 
 
+def doc_commands():
+    """The doc's shell commands, one per line."""
+    blocks = re.findall(r'```shell\n(.*?)```', DOC.read_text(), flags=re.S)
+    return [line for block in blocks for line in block.splitlines() if line.strip()]
+
+
 @pytest.fixture
-def user_project(tmp_path, monkeypatch):
-    """The doc's module and config in a folder shaped like an mmpatch checkout."""
-    files = doc_files()
-    assert set(files) == {'my_decoders.py', 'configs/custom/vit_b_p16_mlp.py'}
-    for name, text in files.items():
-        path = tmp_path / name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text)
-    for folder in ('ade20k', '_base_'):  # the zoo the config inherits from
-        (tmp_path / 'configs' / folder).symlink_to(REPO / 'configs' / folder)
-    monkeypatch.syspath_prepend(str(tmp_path))  # = PYTHONPATH=$PWD, for this test only
-    yield tmp_path
-    MODELS.module_dict.pop('TokenMLPHead', None)  # leave the registries as found
+def user_module(monkeypatch):
+    """``PYTHONPATH=examples`` for this test only; the registries and modules left as found."""
+    monkeypatch.syspath_prepend(str(REPO / 'examples'))
+    yield
+    MODELS.module_dict.pop('TokenMLPHead', None)
     sys.modules.pop('my_decoders', None)
 
 
-def test_doc_config_is_five_lines():
-    lines = doc_files()['configs/custom/vit_b_p16_mlp.py'].strip().splitlines()
-    assert len(lines) <= 6  # the file-name comment + 5 lines
+def test_doc_files_are_the_repository_files():
+    files = doc_files()
+    assert set(files) == FILES
+    for name, text in files.items():
+        assert (REPO / name).read_text() == text, f'{name} differs from docs/custom_decoder.md'
+    for name in FILES - {'examples/my_decoders.py'}:
+        assert len(files[name].strip().splitlines()) <= 6  # the file-name comment + 5 lines
 
 
-def test_registered_head_builds_and_runs_from_the_doc_config(user_project):
+def test_registered_head_builds_and_runs_from_the_doc_config(user_module):
     assert 'TokenMLPHead' not in MODELS.module_dict
-    cfg = Config.fromfile(user_project / 'configs' / 'custom' / 'vit_b_p16_mlp.py')
+    cfg = Config.fromfile(REPO / 'configs' / 'custom' / 'vit_b_p16_mlp.py')
     assert 'TokenMLPHead' in MODELS.module_dict  # registered by custom_imports
     assert cfg.custom_imports.imports == ['mmpatch', 'my_decoders']
     assert set(cfg.model.decode_head) == {'type', 'in_channels', 'channels', 'num_classes'}
@@ -59,3 +66,37 @@ def test_registered_head_builds_and_runs_from_the_doc_config(user_project):
         logits = model(torch.randn(1, 3, 64, 64), mode='tensor')
     assert logits.shape == (1, 150, 4, 4)  # stride 16 on a 64 px input
     assert torch.isfinite(logits).all()
+
+
+def test_doc_commands_run_as_written(user_module, tmp_path, monkeypatch, capsys):
+    """Each command of the page, as written (the venv python, PYTHONPATH=examples, paths relative
+    to the repository root), on a small toy set: data made in tmp_path, 2 iterations."""
+    from mmpatch.sweep.cells import new_mmengine_instances_dropped
+    monkeypatch.chdir(REPO)
+    commands = doc_commands()
+    toy = [c for c in commands if 'vit_t_p8_mlp' in c or 'make_toy' in c]
+    assert len(toy) == 3, commands
+    data, work_dir = tmp_path / 'toy_seg', tmp_path / 'work'
+    roots = [f'{s}_dataloader.dataset.data_root={data}' for s in ('train', 'val', 'test')]
+    for command in toy:
+        words = shlex.split(command)
+        env = [w for w in words if re.fullmatch(r'[A-Z_]+=\S*', w)]
+        words = words[len(env):]
+        assert words[0] == '.venv/bin/python' and env in ([], ['PYTHONPATH=examples']), command
+        script, argv = words[1], words[2:]
+        if script == 'tools/data/make_toy.py':
+            assert argv == ['seg', '--out', 'data/toy_seg']
+            runpy.run_path(script)['main']([*argv, '--out', str(data), '--num-train', '8', '--num-val', '2'])
+        elif script == 'tools/train.py':
+            assert argv == ['configs/custom/vit_t_p8_mlp.py']
+            with new_mmengine_instances_dropped():
+                cli.train_main([*argv, '--work-dir', str(work_dir), '--max-iters', '2',
+                                '--cfg-options', *roots])
+        else:
+            assert script == 'tools/test.py' and argv[1] == 'work_dirs/vit_t_p8_mlp/iter_400.pth'
+            assert Config.fromfile(argv[0]).train_cfg.max_iters == 400  # the doc's checkpoint name
+            with new_mmengine_instances_dropped():
+                cli.test_main([argv[0], str(work_dir / 'iter_2.pth'), '--work-dir', str(work_dir / 'test'),
+                               '--cfg-options', *roots])
+    out = capsys.readouterr().out
+    assert 'mIoU' in out and 'test.py: metrics: ' in out
