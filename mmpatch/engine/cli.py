@@ -758,3 +758,17 @@ def _fail(prog, message, code, argv=None):
     line = f'{prog}: error: {message}'
     print(line, file=sys.stderr, flush=True)
     raise ToolExit(code, line)
+
+
+def main(argv=None):
+    """``python -m mmpatch.engine.cli {train,test} ARGS``: the entry points as ``tools/train.py``
+    and ``tools/test.py`` run them (the sweep's cells under torchrun or a launcher)."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if not argv or argv[0] not in ('train', 'test'):
+        _fail('python -m mmpatch.engine.cli', 'the first argument is train or test', 2)
+    entry = train_main if argv[0] == 'train' else test_main
+    run(lambda: entry(argv[1:]), f'{argv[0]}.py', argv[1:])
+
+
+if __name__ == '__main__':
+    main()
