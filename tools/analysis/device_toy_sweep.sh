@@ -24,8 +24,9 @@ GRID=(--config-dir configs/toy_gpu --backbones $BACKBONES --patch-sizes ${PATCH_
       --heads linear upernet --seeds ${SEEDS:-0 1 2} --jobs "${JOBS:-1}" --work-dir "$W"
       --cfg-options train_dataloader.dataset.data_root=$DATA val_dataloader.dataset.data_root=$DATA
       test_dataloader.dataset.data_root=$DATA)
-save() {  # the finished cells' report and logs into $OUT
-  for ext in csv md png; do cp "$W/results.$ext" "$OUT/$NAME.$ext" 2>/dev/null; done
+save() {  # the finished cells' report and logs into $OUT (results.csv and .png are remade
+          # from the logs by tools/sweep.py --collect-only; $OUT takes few files)
+  cp "$W/results.md" "$OUT/$NAME.md" 2>/dev/null
   tar czf "$OUT/${NAME}_logs.tar.gz" -C "$W" --exclude='*.pth' .
 }
 timeout "${SWEEP_LIMIT_S:-480}" python3 tools/sweep.py "${GRID[@]}" 2>&1 \
