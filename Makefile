@@ -6,6 +6,6 @@ export MMPATCH_WHEELHOUSE ?= $(WHEELHOUSE)
 setup:
 	bash tools/setup.sh
 demo: setup
-	.venv/bin/python tools/sweep.py --no-train-val
+	.venv/bin/python tools/sweep.py
 test: setup
 	.venv/bin/python -m pytest -q tests

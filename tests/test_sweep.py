@@ -232,7 +232,17 @@ def test_report_verdicts_on_known_numbers():
     # the gap goes from +15 at p8 to -5 at p2: it shrinks, and the word says so
     assert '(b) UperNet - linear gap changes by -20.' in lines[1] and 'holds' in lines[1]
     assert '2 cells not converged' in lines[1] and lines[2] == (
-        '- ViT: 3 of 18 cells not converged (last-quarter gain > 1 mIoU)')
+        '- ViT: 3 of 18 cells not converged (last-quarter gain > 1 mIoU); '
+        '0 of 18 at the majority-class floor (mIoU < 3.00 + 1)')
     assert 'Not converged (mIoU gained over the last quarter of training): vit_p8_upernet/seed2 (+3.0)' in text
     reversed_text = report.markdown_report(_synthetic_rows(gap_small_p=30.0))
     assert 'reversed' in [line for line in reversed_text.splitlines() if '(b)' in line][0]
+
+
+def test_cells_at_the_majority_floor_are_named():
+    # a baseline of 45: the p8 linear cells (40 +- 0.6) learned nothing beyond it
+    text = report.markdown_report(_synthetic_rows(gap_small_p=-5.0), baseline_miou=45.0)
+    assert '3 of 18 at the majority-class floor (mIoU < 45.00 + 1)' in text
+    assert ('At the majority-class floor (learned little beyond the most frequent class): '
+            'vit_p8_linear/seed0, vit_p8_linear/seed1, vit_p8_linear/seed2.') in text
+    assert 'majority-class floor' not in report.markdown_report(_synthetic_rows(-5.0))

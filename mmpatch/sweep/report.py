@@ -183,16 +183,31 @@ def _mean_ci(rec):
     return f"{rec['mean']:.2f} ± {rec['half']:.2f}"
 
 
-def verdict_lines(rows, level=0.95):
-    """The two claims per backbone as lines (stats.format_verdict), plus the cell count."""
+#: A cell within this many mIoU points of the majority-class baseline learned (almost) nothing
+#: but the most frequent class: its verdicts compare floors, not decoders.
+FLOOR_MARGIN = 1.0
+
+
+def at_floor(row, baseline_miou):
+    return baseline_miou is not None and row['mIoU'] < baseline_miou + FLOOR_MARGIN
+
+
+def verdict_lines(rows, level=0.95, baseline_miou=None):
+    """The two claims per backbone as lines (stats.format_verdict), then how many of its cells
+    did not converge and how many stayed at the majority-class floor."""
     lines = []
     for backbone, claims in stats.verdicts(rows, level).items():
-        n_cells = sum(r['backbone'] == backbone for r in rows)
-        n_not = sum(r['backbone'] == backbone and r['converged'] is False for r in rows)
+        sub = [r for r in rows if r['backbone'] == backbone]
         for claim in claims.values():
             lines.append(stats.format_verdict(backbone, claim))
-        lines.append(f'{backbone}: {n_not} of {n_cells} cells not converged '
-                     f'(last-quarter gain > {stats.CONVERGENCE_THRESHOLD:g} mIoU)')
+        n_not = sum(r['converged'] is False for r in sub)
+        line = (f'{backbone}: {n_not} of {len(sub)} cells not converged '
+                f'(last-quarter gain > {stats.CONVERGENCE_THRESHOLD:g} mIoU)')
+        if baseline_miou is not None:
+            n_floor = sum(at_floor(r, baseline_miou) for r in sub)
+            line += (f'; {n_floor} of {len(sub)} at the majority-class floor (mIoU < '
+                     f'{baseline_miou:.2f} + {FLOOR_MARGIN:g})')
+        lines.append(line)
     return lines
 
 
@@ -200,7 +215,8 @@ def markdown_report(rows, baseline_miou=None, unfinished=(), level=0.95):
     """The verdicts, then per backbone a table over patch sizes: mean ± 95% CI over seeds per
     head, the paired gap, the mean per-run bootstrap half-width, and the costs; then the
     cells that did not converge and those without a result."""
-    out = ['## Verdicts', '', *[f'- {line}' for line in verdict_lines(rows, level)], '']
+    out = ['## Verdicts', '', *[f'- {line}' for line in verdict_lines(rows, level, baseline_miou)],
+           '']
     summary = stats.summarise(rows, level)
     cells = {(c['backbone'], c['patch_size'], c['head']): c for c in summary['cells']}
     gaps = {(g['backbone'], g['patch_size']): g for g in summary['gaps']}
@@ -249,6 +265,10 @@ def markdown_report(rows, baseline_miou=None, unfinished=(), level=0.95):
     if not_converged:
         out += [f'Not converged (mIoU gained over the last quarter of training): '
                 f'{", ".join(not_converged)}.', '']
+    floor = [f"{r['config']}/seed{r['seed']}" for r in rows if at_floor(r, baseline_miou)]
+    if floor:
+        out += [f'At the majority-class floor (learned little beyond the most frequent class): '
+                f'{", ".join(floor)}.', '']
     if unfinished:
         out += [f'No result yet, not in the table: {", ".join(unfinished)}.', '']
     if baseline_miou is not None:

@@ -1,8 +1,8 @@
 #!/bin/bash
 # Multi-GPU checks on a 2-GPU machine, each through the normal tools:
 #   1. parity: configs/toy/vit_t_p2_linear.py, seeds 0 1 2, on 1 GPU (batch 8) and on 2 GPUs
-#      (batch 4 per GPU, the same total 8), every run through tools/sweep.py (--gpus 2 starts
-#      torchrun and passes --launcher pytorch to tools/train.py and tools/test.py);
+#      (batch 4 per GPU, the same total 8), every run through tools/sweep.py --seeds N (--gpus 2
+#      starts torchrun on python -m mmpatch.engine.cli with --launcher pytorch);
 #   2. FSDP: configs/fsdp/vit_t_p2_linear_fsdp_toy.py (the same toy cell + configs/_base_/fsdp.py:
 #      FlexibleRunner, FSDPStrategy) on 2 GPUs, trained, then tested from its rank-0 checkpoint.
 # One process per GPU at a time (processes sharing a GPU time-slice it: see device_toy_sweep.sh).
@@ -37,24 +37,24 @@ for g in ('g1', 'g2'):
 PY
   tar czf "$OUT/scale_logs.tar.gz" -C $W --exclude='*.pth' .
 }
-sweep() {  # sweep NAME GPUS VISIBLE CONFIG [cfg options...]
-  local name=$1 gpus=$2 visible=$3 config=$4
-  shift 4
+sweep() {  # sweep NAME GPUS VISIBLE CONFIG SEED [cfg options...]
+  local name=$1 gpus=$2 visible=$3 config=$4 seed=$5
+  shift 5
   local opts=("$@")
   CUDA_VISIBLE_DEVICES=$visible timeout 150 python3 tools/sweep.py $config --gpus $gpus \
-    --no-baseline --no-train-val --work-dir $W/$name ${opts[@]:+--cfg-options} "${opts[@]}" \
+    --seeds $seed --no-baseline --no-train-val --work-dir $W/$name ${opts[@]:+--cfg-options} "${opts[@]}" \
     > $W/$name.txt 2>&1 \
     || echo "FAILED: $name (exit $?; see $W/$name.txt)"
   grep -E "^\[.*mIoU" $W/$name.txt
 }
 # 1 GPU, batch 8: seeds 0 and 1 side by side (one per GPU), then seed 2
-sweep g1_s0 1 0 $CELL randomness.seed=0 & sweep g1_s1 1 1 $CELL randomness.seed=1 & wait
-sweep g1_s2 1 0 $CELL randomness.seed=2; report
+sweep g1_s0 1 0 $CELL 0 & sweep g1_s1 1 1 $CELL 1 & wait
+sweep g1_s2 1 0 $CELL 2; report
 # 2 GPUs, batch 4 per GPU
 for seed in 0 1 2; do
-  sweep g2_s$seed 2 0,1 $CELL randomness.seed=$seed train_dataloader.batch_size=4; report
+  sweep g2_s$seed 2 0,1 $CELL $seed train_dataloader.batch_size=4; report
 done
 # FSDP on 2 GPUs
-sweep fsdp 2 0,1 configs/fsdp/vit_t_p2_linear_fsdp_toy.py; report
-grep -hE "Iter\(test\).*mIoU|Error" $W/fsdp/*/*/*.log $W/fsdp.txt 2>/dev/null | tail -5
+sweep fsdp 2 0,1 configs/fsdp/vit_t_p2_linear_fsdp_toy.py 0; report
+grep -hE "Iter\(test\).*mIoU|Error" $W/fsdp/*/*/*/*.log $W/fsdp.txt 2>/dev/null | tail -5
 cat "$OUT/scale.md"
