@@ -73,7 +73,7 @@ def test_seeds_change_the_result(finished_sweep):
         assert rows[(name, '0')]['curve'] != rows[(name, '1')]['curve']
 
 
-def test_the_seed_sets_initialisation_and_data_order():
+def test_the_seed_sets_initialisation_and_data_order(toy_seg_root):
     from mmengine.config import Config
     from mmengine.runner import Runner
 
@@ -82,7 +82,8 @@ def test_the_seed_sets_initialisation_and_data_order():
 
     def first_draws(seed):
         cfg = Config.fromfile(osp.join(REPO, CELLS[0]))
-        cfg.merge_from_dict({'randomness.seed': seed})
+        cfg.merge_from_dict({'randomness.seed': seed,
+                             'train_dataloader.dataset.data_root': str(toy_seg_root)})
         cfg.work_dir = '/tmp/mmpatch_seed_check'
         with new_mmengine_instances_dropped():
             runner = Runner.from_cfg(cfg)
