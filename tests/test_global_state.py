@@ -16,7 +16,7 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 import mmpatch.models.backbones.patch_vit as patch_vit_module
 from mmpatch.models.backbones.patch_mamba import PatchMamba
 from mmpatch.models.backbones.patch_vit import PatchViT
-from mmpatch.models.utils.sdpa_backend import ATTN_BACKENDS
+from mmpatch.models.layers.sdpa_backend import ATTN_BACKENDS
 from mmpatch.utils.torch_state import sdpa_state, set_sdpa_state, settings_diff, torch_settings
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -14,7 +14,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 import mmpatch.models  # noqa: F401  (registers the models)
 from mmpatch.models.backbones.patch_vit import PatchViT
 from mmpatch.models.layers.pos_embed import resample_grid_pos_embed
-from mmpatch.models.utils.checkpoint_filter import CheckpointMismatchError
+from mmpatch.models.weights.checkpoint_filter import CheckpointMismatchError
 
 REPO = Path(__file__).resolve().parents[1]
 MICRO = dict(embed_dims=32, num_layers=2, num_heads=2)  # a 2-block model for fast tests

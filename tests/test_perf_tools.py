@@ -14,7 +14,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 import mmpatch.models.backbones.patch_vit as patch_vit_module
 from mmpatch.models.backbones.patch_mamba import PatchMamba
 from mmpatch.models.backbones.patch_vit import PatchViT
-from mmpatch.models.utils.sdpa_backend import choose_sdpa_backends, resolve_sdpa_backends
+from mmpatch.models.layers.sdpa_backend import choose_sdpa_backends, resolve_sdpa_backends
 from mmpatch.utils.flops import count_flops_by_op, split_attention_flops
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -428,7 +428,7 @@ def test_check_fused_ce_cpu_smoke(tmp_path):
         'fused_tf32'] * len(tool['TUNE'])
     assert [(r['block_x'], r['block_c'], r['warps']) for r in rows[4:]] == list(tool['TUNE'])
     assert rows[0]['vs_mmseg'] == 1 and all(r['ms'] > 0 for r in rows)
-    from mmpatch.models.utils import upsample_cross_entropy as fce
+    from mmpatch.models.losses import upsample_cross_entropy as fce
     assert (fce.BLOCK_X, fce.BLOCK_C, fce.NUM_WARPS) == (rows[3]['block_x'], rows[3]['block_c'],
                                                          rows[3]['warps'])  # restored
     for name, tolerance in (('fused_ieee', 1e-5), ('fused_tf32', 1e-3)):

@@ -41,7 +41,7 @@ from mmpatch.engine.config_checks import (check_cfg_options, check_config_types,
 from mmpatch.engine.finite_loss_hook import NonFiniteLossError
 from mmpatch.engine.schedule import scale_schedule, set_train_length
 from mmpatch.models.backbones.plain_backbone import patch_size_error
-from mmpatch.models.utils.checkpoint_filter import CheckpointMismatchError, state_dict_mismatch
+from mmpatch.models.weights.checkpoint_filter import CheckpointMismatchError, state_dict_mismatch
 from mmpatch.utils.errors import UserError
 
 SCOPES = ('mmseg', 'mmdet')

@@ -50,7 +50,7 @@ from datetime import date
 import torch
 import torch.nn.functional as F
 
-from mmpatch.models.utils.sdpa_backend import (choose_sdpa_backends, sdpa_backend_context)
+from mmpatch.models.layers.sdpa_backend import (choose_sdpa_backends, sdpa_backend_context)
 from mmpatch.utils.benchmark import (OOM, attention_flops, free_device_memory, is_oom,
                                      markdown_table, matmul_tflops, median_step_seconds,
                                      peak_gib, print_result, relative_error, run_fresh_process,

@@ -25,8 +25,8 @@ from mmengine.structures import PixelData
 from mmseg.structures import SegDataSample
 
 from mmpatch.models.heads.linear_head import LinearHead
-import mmpatch.models.utils.upsample_cross_entropy as fce
-from mmpatch.models.utils.upsample_cross_entropy import fused_ce_supported, upsample_cross_entropy
+import mmpatch.models.losses.upsample_cross_entropy as fce
+from mmpatch.models.losses.upsample_cross_entropy import fused_ce_supported, upsample_cross_entropy
 from mmpatch.utils.benchmark import markdown_table, median_step_seconds, write_csv
 
 FULL = dict(batch=16, classes=150, logits_hw=(32, 32), label_hw=(512, 512), warmup=5, steps=30)

@@ -141,8 +141,8 @@ def _parity_rows(cfg, device, golden_path):
 
 def golden_rows(path, device):
     """The official golden forward (float32) through both implementations."""
-    from mmpatch.models.utils.adventurer_convert import adventurer_to_patch_mamba
-    from mmpatch.models.utils.checkpoint_filter import load_state_dict_strict
+    from mmpatch.models.weights.adventurer_convert import adventurer_to_patch_mamba
+    from mmpatch.models.weights.checkpoint_filter import load_state_dict_strict
     golden = torch.load(path, map_location='cpu', weights_only=False)
     cfg = golden['config']
     model = PatchMamba(arch=dict(embed_dims=cfg['embed_dim'], num_layers=cfg['depth']),

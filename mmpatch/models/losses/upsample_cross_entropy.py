@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .autocast_off import autocast_off
+from ..layers.autocast_off import autocast_off
 from .bilinear_matmul import bilinear_taps, device_bilinear_weights
 
 # Launch settings (read at each call): the fastest of a sweep on an H200 (16 x 150 x 32 x 32 ->

@@ -1,10 +1,10 @@
-"""Read a checkpoint file and turn official Adventurer weights into PatchMamba weights.
+"""Turn official Adventurer weights into PatchMamba weights.
 
 Used by ``PatchMamba.load_pretrained`` and by
 ``tools/model_converters/adventurer_to_mmpatch.py``, so both convert the same way.
 """
 
-from .checkpoint_filter import adapt_patch_and_pos_embed, read_state_dict  # noqa: F401
+from .checkpoint_filter import adapt_patch_and_pos_embed
 
 _HEAD_PREFIXES = ('head.',)  # the ImageNet classifier: meaningless for a dense backbone
 

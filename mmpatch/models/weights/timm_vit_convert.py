@@ -1,11 +1,11 @@
-"""Read a checkpoint file and turn timm / DeiT ViT weights into PatchViT weights.
+"""Turn timm / DeiT ViT weights into PatchViT weights.
 
-Used by ``PatchViT.init_weights`` and by ``tools/model_converters/vit_timm_to_mmpatch.py``,
+Used by ``PatchViT.load_pretrained`` and by ``tools/model_converters/vit_timm_to_mmpatch.py``,
 so both go through exactly the same conversion.
 """
 import torch
 
-from .checkpoint_filter import adapt_patch_and_pos_embed, read_state_dict  # noqa: F401
+from .checkpoint_filter import adapt_patch_and_pos_embed
 
 # Classifier heads: meaningless for a dense backbone.
 _HEAD_PREFIXES = ('head.', 'head_dist.')
