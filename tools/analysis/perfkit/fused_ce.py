@@ -10,11 +10,8 @@ fp32, ``fused_ieee``, or on tensor cores, ``fused_tf32``; the head picks tf32 fo
 - forward + backward time (median of CUDA events) of every row on the same bf16 logits.
 Writes ``fused_ce.{csv,md}``.
 
-GPU machine (device kit, repo root):
-    source .device-kit/setup.sh && export PYTHONPATH=$PYTHONPATH:. && \
-        python3 tools/analysis/check_fused_ce.py --out $OUT
-CPU (Triton's interpreter, tiny sizes):
-    TRITON_INTERPRET=1 python tools/analysis/check_fused_ce.py --device cpu --tiny --out /tmp/fce
+On a CPU, through Triton's interpreter, tiny sizes:
+    TRITON_INTERPRET=1 python tools/analysis/check.py fused-ce --device cpu --tiny --out /tmp/fce
 """
 import argparse
 import os
@@ -27,7 +24,7 @@ from mmseg.structures import SegDataSample
 from mmpatch.models.heads.linear_head import LinearHead
 import mmpatch.models.utils.upsample_cross_entropy as fce
 from mmpatch.models.utils.upsample_cross_entropy import fused_ce_supported, upsample_cross_entropy
-from mmpatch.utils.benchmark import markdown_table, median_step_seconds, write_csv
+from .utils import device_name, markdown_table, median_step_seconds, write_csv
 
 FULL = dict(batch=16, classes=150, logits_hw=(32, 32), label_hw=(512, 512), warmup=5, steps=30)
 TINY = dict(batch=2, classes=7, logits_hw=(4, 4), label_hw=(32, 32), warmup=1, steps=2)
@@ -119,7 +116,7 @@ def set_launch(block_x, block_c, warps):
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    ap = argparse.ArgumentParser(prog='check.py fused-ce', description=__doc__.split('\n')[0])
     ap.add_argument('--device', default='cuda')
     ap.add_argument('--tiny', action='store_true', help='tiny sizes (CPU smoke test)')
     ap.add_argument('--tune', action='store_true',
@@ -134,8 +131,7 @@ def main(argv=None):
     rows = timings(device, cfg, args.tune)
     shape = f"{cfg['batch']}x{cfg['classes']}x{cfg['logits_hw']}->{cfg['label_hw']}"
     for row in rows:
-        row.update(shape=shape, device=torch.cuda.get_device_name(device)
-                   if device.type == 'cuda' else 'cpu')
+        row.update(shape=shape, device=device_name(device))
         if not row.get('tuned'):  # fused rows at the module's settings: their agreement
             row.update(check.get(row['path'], {}))
     os.makedirs(args.out, exist_ok=True)
@@ -148,6 +144,3 @@ def main(argv=None):
     print(text)
     return rows, check
 
-
-if __name__ == '__main__':
-    main()

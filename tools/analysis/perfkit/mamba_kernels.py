@@ -16,14 +16,10 @@
    checkpointing (``with_cp``) when a crop has more than ``--cp-tokens`` tokens.
    An out-of-memory step is reported as OOM.
 
-Writes ``check_mamba_kernels.{json,csv,md}`` to ``--out`` (default ``$OUT``, else
-``work_dirs/check_mamba_kernels``) and prints the Markdown.
+Writes ``mamba_kernels.{json,csv,md}`` to ``--out`` (default ``$OUT``, else
+``work_dirs/mamba_kernels``) and prints the Markdown.
 
-GPU machine (device kit, repo root):
-    source .device-kit/setup.sh && PYTHONPATH=$PYTHONPATH:. \
-        python3 tools/analysis/check_mamba_kernels.py
-CPU smoke test (no kernel comparison):
-    python tools/analysis/check_mamba_kernels.py --device cpu --tiny --out /tmp/check
+``check.py mamba-kernels --device cpu --tiny``: a CPU smoke test (no kernel comparison).
 """
 import argparse
 import contextlib
@@ -33,19 +29,19 @@ import gc
 import json
 import os
 import statistics
-import time
 
 import torch
 
 from mmpatch.models.backbones.patch_mamba import PatchMamba
 from mmpatch.models.layers.mamba2_mixer import Mamba2Mixer, mamba_ssm_kernels, set_mamba_impl
+from .utils import Timer, device_name
 
 FULL = dict(arch='base', img_size=512, patch_sizes=(16, 8, 4, 2, 1), steps=10, warmup=3,
             parity_lengths=(259, 1031, 4099))
 TINY = dict(arch=dict(embed_dims=32, num_layers=2, d_state=8, headdim=16), img_size=32,
             patch_sizes=(16, 8, 4), steps=2, warmup=1, parity_lengths=(37,))
 TOLERANCE = 1e-3
-OUT_NAME = 'check_mamba_kernels'
+OUT_NAME = 'mamba_kernels'
 
 
 def rel_err(a, b):
@@ -161,28 +157,6 @@ def golden_rows(path, device):
     return rows
 
 
-class Timer:
-    """Per-step wall time: CUDA events on the GPU, perf_counter on the CPU."""
-
-    def __init__(self, device):
-        self.cuda = device.type == 'cuda'
-        self.marks = []
-
-    def mark(self):
-        if self.cuda:
-            event = torch.cuda.Event(enable_timing=True)
-            event.record()
-            self.marks.append(event)
-        else:
-            self.marks.append(time.perf_counter())
-
-    def step_seconds(self):
-        if self.cuda:
-            torch.cuda.synchronize()
-            return [a.elapsed_time(b) / 1e3 for a, b in zip(self.marks[::2], self.marks[1::2])]
-        return [b - a for a, b in zip(self.marks[::2], self.marks[1::2])]
-
-
 def measure(cfg, patch_size, device, impl, cp_tokens):
     """One benchmark row: median step seconds and peak memory, or OOM."""
     side = -(-cfg['img_size'] // patch_size)
@@ -230,7 +204,7 @@ def measure(cfg, patch_size, device, impl, cp_tokens):
 
 
 def to_markdown(report):
-    lines = [f"# check_mamba_kernels ({report['device']})", '']
+    lines = [f"# mamba_kernels ({report['device']})", '']
     parity = report['parity']
     lines.append('## Parity: mamba_ssm kernels vs PyTorch SSD (float32, Triton float32 dots: '
                  f"{report['f32_dots']})")
@@ -282,7 +256,8 @@ def write_report(report, out_dir):
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    parser = argparse.ArgumentParser(prog='check.py mamba-kernels',
+                                     description=__doc__.split('\n\n')[0])
     parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
     parser.add_argument('--tiny', action='store_true', help='a tiny model and crop (smoke test)')
     parser.add_argument('--out', default=os.environ.get('OUT') or f'work_dirs/{OUT_NAME}')
@@ -319,7 +294,7 @@ def main(argv=None):
         print(f'parity: {parity}')
     patch_sizes = () if args.skip_benchmark else cfg['patch_sizes']
     bench = [measure(cfg, p, device, args.impl, args.cp_tokens) for p in patch_sizes]
-    report = dict(device=torch.cuda.get_device_name(device) if device.type == 'cuda' else 'cpu',
+    report = dict(device=device_name(device),
                   torch=torch.__version__, arch=str(cfg['arch']), img_size=cfg['img_size'],
                   precision='bf16 autocast' if device.type == 'cuda' else 'float32',
                   batch=cfg['batch'], steps=cfg['steps'], warmup=cfg['warmup'],
@@ -329,6 +304,3 @@ def main(argv=None):
         raise SystemExit(f'parity FAILED (tolerance {TOLERANCE:g}); see the table above')
     return report
 
-
-if __name__ == '__main__':
-    main()

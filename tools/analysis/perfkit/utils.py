@@ -1,8 +1,8 @@
-"""Timing helpers shared by the tools in ``tools/analysis`` (speed, memory, ceilings).
+"""Timing helpers shared by ``benchmark.py`` and ``check.py`` (speed, memory, ceilings).
 
-Timing follows the device method: warm-up steps first (compilation, cuDNN
-plans, allocator growth), then each timed step between CUDA events, and the
-median of the timed steps. Out-of-memory is a result ('OOM'), not a crash.
+Warm-up steps first (compilation, cuDNN plans, allocator growth), then each timed step
+between CUDA events, and the median of the timed steps. Out-of-memory is a result ('OOM'),
+not a crash.
 
 Rows that compare models run each in a fresh process (``run_fresh_process``): a model
 timed after another in one process inherits its compiled code, allocator, flags and
@@ -23,6 +23,8 @@ import torch
 import torch.nn.functional as F
 
 OOM = 'OOM'
+BENCHMARK = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                         'benchmark.py')  # the entry point whose sub-commands the rows run
 RESULT_MARK = 'FRESH_PROCESS_RESULT '
 _ERROR_LINES = 12  # output lines of a failed child kept for its error message
 
@@ -34,7 +36,7 @@ def print_result(result):
 
 def _child_env():
     """The caller's environment, unbuffered, with this repository importable."""
-    repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    repo = os.path.abspath(os.path.join(os.path.dirname(__file__), '..', '..', '..'))
     env = dict(os.environ, PYTHONUNBUFFERED='1')
     env['PYTHONPATH'] = os.pathsep.join(p for p in (repo, env.get('PYTHONPATH')) if p)
     return env
@@ -76,6 +78,36 @@ def run_fresh_process(script, argv, timeout=None):
         return result
     last = next((t for t in reversed(tail) if t.strip()), '')
     return dict(status=f'error: exit code {proc.returncode}: {last[:150]}')
+
+
+def fresh_rows(script, plans, timeout=None, on_row=None):
+    """Each plan's row measured by ``python script *argv`` in a fresh process.
+
+    ``plans``: ``(argv, fallback)`` pairs; the child prints ``dict(row=..., env=...)`` with
+    ``print_result``. A child that failed gives ``dict(fallback, status=...)``. Returns the rows
+    and the first value of each ``env`` key any child reported; ``on_row(rows)`` runs after
+    every row (e.g. to write the table so far: a cut run keeps its rows).
+    """
+    rows, env = [], {}
+    for argv, fallback in plans:
+        result = run_fresh_process(script, argv, timeout=timeout)
+        rows.append(result.get('row') or dict(fallback, status=result.get('status')))
+        env.update({k: v for k, v in result.get('env', {}).items() if env.get(k) is None})
+        print(rows[-1], flush=True)
+        if on_row:
+            on_row(rows)
+    return rows, env
+
+
+def check_device(device):
+    """Raise where ``device`` is CUDA and this machine has none."""
+    if torch.device(device).type == 'cuda' and not torch.cuda.is_available():
+        raise RuntimeError('CUDA is not available; use --device cpu --tiny for a smoke test')
+
+
+def device_name(device):
+    device = torch.device(device)
+    return torch.cuda.get_device_name(device) if device.type == 'cuda' else 'cpu'
 
 
 class Timer:
@@ -180,6 +212,24 @@ def write_csv(path, rows):
         writer = csv.DictWriter(f, fieldnames=fields)
         writer.writeheader()
         writer.writerows(rows)
+
+
+def read_csv(path):
+    """Rows of a CSV written by ``write_csv``, numbers and booleans parsed; [] if absent."""
+    if not os.path.exists(path):
+        return []
+    with open(path) as f:
+        return [{k: _parse(v) for k, v in r.items() if v != ''} for r in csv.DictReader(f)]
+
+
+def _parse(value):
+    for kind in (int, float):
+        try:
+            return kind(value)
+        except ValueError:
+            pass
+    return {'True': True, 'False': False}.get(value, value)
+
 
 
 def markdown_table(rows, columns=None):

@@ -13,25 +13,20 @@ Then the slowdown this check exists for: timm's training step alone in a fresh p
 ratio well under 1 means something left in the process (not a setting listed above, if the
 check passed) slows the next model. The timing does not change the exit code.
 
-GPU machine (device kit, repo root):
-    source .device-kit/setup.sh && export PYTHONPATH=$PYTHONPATH:. && \
-        python3 tools/analysis/check_global_state.py --out $OUT
 CPU smoke test (the compiled cases run eagerly: PatchViT compiles its blocks on CUDA only):
-    python tools/analysis/check_global_state.py --device cpu --tiny --out /tmp/state
+    python tools/analysis/check.py global-state --device cpu --tiny --out /tmp/state
 """
 import argparse
-import importlib.util
 import json
 import os
-import sys
 
 import torch
 
-from mmpatch.utils.benchmark import free_device_memory, markdown_table, run_fresh_process
 from mmpatch.utils.torch_state import settings_diff, torch_settings
+from . import models as bench
+from .utils import (BENCHMARK, check_device, device_name, free_device_memory, markdown_table,
+                    run_fresh_process)
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-BENCHMARK = os.path.join(HERE, 'benchmark.py')
 # case -> PatchViT keyword arguments (None: PatchMamba); 'auto' attention throughout
 CASES = {
     'vit_eager': dict(compile_blocks=False),
@@ -43,20 +38,12 @@ CASES = {
 STEPS = 3  # training steps per case: the first compiles, the later ones replay
 
 
-def load_benchmark():
-    """``benchmark.py`` as a module (its grid, model builders and training step)."""
-    spec = importlib.util.spec_from_file_location('mmpatch_tools_benchmark', BENCHMARK)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def grid_batch(bench, cfg, patch_size):
+def grid_batch(cfg, patch_size):
     """The benchmark grid's batch at ``patch_size`` (1 if the grid has none)."""
     return next((batch for patch, batch, _ in cfg['grid'] if patch == patch_size), 1)
 
 
-def build_case(bench, case, cfg, patch_size, device):
+def build_case(case, cfg, patch_size, device):
     """(model, features) of one case, on ``device``, in training mode."""
     if CASES[case] is None:
         model, features = bench.build_backbone('PatchMamba', cfg, patch_size, False, device)
@@ -68,11 +55,11 @@ def build_case(bench, case, cfg, patch_size, device):
     return model.to(device).train(), features
 
 
-def run_case(bench, case, cfg, patch_size, device):
+def run_case(case, cfg, patch_size, device):
     """``{setting: (before, after)}`` that ``STEPS`` training steps of one case changed."""
     before = torch_settings()
-    model, features = build_case(bench, case, cfg, patch_size, device)
-    step = bench.train_step_fn(model, features, grid_batch(bench, cfg, patch_size),
+    model, features = build_case(case, cfg, patch_size, device)
+    step = bench.train_step_fn(model, features, grid_batch(cfg, patch_size),
                                cfg['img_size'], device)
     for _ in range(STEPS):
         step()
@@ -94,9 +81,9 @@ def warm_up_device(device):
     out.float().sum().backward()
 
 
-def timm_rows(bench, cfg, patch_size, args, device):
+def timm_rows(cfg, patch_size, args, device):
     """timm's row alone in a fresh process, and the same row in this process (after the cases)."""
-    batch = grid_batch(bench, cfg, patch_size)
+    batch = grid_batch(cfg, patch_size)
     alone = run_fresh_process(BENCHMARK, ['row', '--backbone', 'timm', '--patch-size', patch_size,
                                           '--batch', batch] + bench.budget_argv(args))
     here = bench.bench_model('timm', patch_size, batch, cfg, device, {}, [])
@@ -121,38 +108,38 @@ def report(diffs, timing, env):
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    parser = argparse.ArgumentParser(prog='check.py global-state',
+                                     description=__doc__.split('\n\n')[0])
     parser.add_argument('--cases', nargs='+', choices=tuple(CASES), default=list(CASES))
     parser.add_argument('--patch-size', type=int, default=16,
                         help="the cases' patch size (batch: the benchmark grid's)")
     parser.add_argument('--timing-patch-sizes', type=int, nargs='*', default=[16],
                         help="timm's timed rows (none: no timing)")
-    bench = load_benchmark()
     bench.add_budget_args(parser)
     parser.set_defaults(out=os.environ.get('OUT') or 'work_dirs/global_state')
-    return parser.parse_args(argv), bench
+    return parser.parse_args(argv)
 
 
 def main(argv=None):
-    args, bench = parse_args(argv)
+    args = parse_args(argv)
     cfg, device = bench.config_from(args), torch.device(args.device)
-    bench.check_device(device)
+    check_device(device)
     os.makedirs(args.out, exist_ok=True)
     warm_up_device(device)
     start = torch_settings()
     diffs = {}
     for case in args.cases:
         diffs[case] = {k: [repr(v) for v in pair] for k, pair in
-                       run_case(bench, case, cfg, args.patch_size, device).items()}
+                       run_case(case, cfg, args.patch_size, device).items()}
         print(f'{case}: ' + (json.dumps(diffs[case]) if diffs[case] else 'unchanged'), flush=True)
     diffs['all cases'] = {k: [repr(v) for v in pair]
                           for k, pair in settings_diff(start, torch_settings()).items()}
-    timing = [timm_rows(bench, cfg, p, args, device) for p in args.timing_patch_sizes]
+    timing = [timm_rows(cfg, p, args, device) for p in args.timing_patch_sizes]
     for row in timing:
         print(f"timm p{row['patch_size']}: alone {row['timm_alone_img_s']} img/s, after mmpatch "
               f"in one process {row['timm_after_mmpatch_img_s']} img/s "
               f"(ratio {row['after_over_alone']})", flush=True)
-    env = dict(device=bench.device_environment(device)['device_name'], torch=torch.__version__)
+    env = dict(device=device_name(device), torch=torch.__version__)
     with open(os.path.join(args.out, 'global_state.json'), 'w') as f:
         json.dump(dict(env=env, diffs=diffs, timing=timing), f, indent=2)
     text = report(diffs, timing, env)
@@ -164,5 +151,6 @@ def main(argv=None):
     return 1 if changed else 0, diffs, timing
 
 
-if __name__ == '__main__':
-    sys.exit(main()[0])
+def exit_code_main(argv=None):
+    """``check.py global-state``: ``main``'s exit code (1 where a case changed a setting)."""
+    return main(argv)[0]

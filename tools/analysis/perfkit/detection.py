@@ -1,46 +1,37 @@
-"""Training speed and peak memory of Cascade Mask R-CNN across patch sizes, from the real configs.
+"""``benchmark.py detection``: training speed and peak memory of a detector across patch sizes.
 
 For each patch size p the detector is built from
-``configs/coco/{backbone}_p{p}_cascade_mask_rcnn.py`` (model, optimizer wrapper with
-layer decay and bf16 autocast, activation checkpointing as configured), fed random
-800x1333 images (padded to 800x1344 by the detector's data preprocessor) with a few
-random boxes and masks each, and trained for warm-up + timed iterations (forward,
-backward, optimizer step: ``model.train_step``). Reports the median seconds per
-iteration (CUDA events), images/s and peak allocated memory, 'OOM' where the GPU
-runs out of memory. Writes ``bench_detection.{md,json}`` to ``--out`` (default
-``$OUT`` if set, else work_dirs/bench_detection).
+``configs/coco/{backbone}_p{p}_{detector}.py`` (model, optimizer wrapper with layer decay
+and bf16 autocast, activation checkpointing as configured), fed random 800x1333 images
+(padded to 800x1344 by the detector's data preprocessor) with a few random boxes and masks
+each, and trained for warm-up + timed iterations (forward, backward, optimizer step:
+``model.train_step``). Reports the median seconds per iteration (CUDA events), images/s and
+peak allocated memory, 'OOM' where the GPU runs out of memory. Writes
+``detection.{md,json}`` to ``--out``.
 
-Each patch size runs in a fresh process (``bench_detection.py row ...``: this script with the
-same options, for one patch size; the row reports its ``pid``), so no row inherits another's
-compiled code, allocator or settings; this process only orchestrates.
-
-GPU machine (device kit, repo root):
-    source .device-kit/setup.sh && PYTHONPATH=$PYTHONPATH:. \\
-        python3 tools/analysis/bench_detection.py                  # ViT-B, p16 and p8
-    ... bench_detection.py --backbone adventurer_b --patch-sizes 16 8 4
-CPU smoke test (tiny backbone, 64x96 images, fp32, no layer of the GPU path skipped
-except autocast):
-    python tools/analysis/bench_detection.py --device cpu --tiny --out /tmp/bench
+Each patch size runs in a fresh process (``benchmark.py detection-row``: the same options,
+one patch size; the row reports its ``pid``), so no row inherits another's compiled code,
+allocator or settings; this process only orchestrates. ``--tiny``: a tiny backbone, 64x96
+images, fp32 (a CPU smoke test; no layer of the GPU path skipped except autocast).
 """
 import argparse
-import gc
 import json
 import math
 import os
 import os.path as osp
 import statistics
-import sys
 
 import torch
 from mmengine.config import Config, DictAction
 from mmengine.optim import build_optim_wrapper
 from mmengine.registry import init_default_scope
 
-from mmpatch.utils.benchmark import Timer, print_result, run_fresh_process
-from mmpatch.utils.synthetic_det import shrink_det_model_cfg, synthetic_det_batch
+from .synthetic_det import shrink_det_model_cfg, synthetic_det_batch
+from .utils import (BENCHMARK, OOM, Timer, check_device, device_name, free_device_memory,
+                    fresh_rows, markdown_table, peak_gib, print_result)
 
-REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-OUT_NAME = 'bench_detection'
+REPO = osp.abspath(osp.join(osp.dirname(__file__), '..', '..', '..'))
+OUT_NAME = 'detection'
 FULL = dict(img_hw=(800, 1333), steps=10, warmup=3)
 TINY = dict(img_hw=(64, 96), steps=2, warmup=1)
 
@@ -64,7 +55,7 @@ def load_config(path, tiny, device, cfg_options):
 
 
 def measure(cfg, batch, img_hw, steps, warmup, device):
-    """Median seconds per training iteration, peak allocated bytes (None on CPU), parameter
+    """Median seconds per training iteration, peak allocated GiB (None on CPU), parameter
     count and the last loss."""
     from mmdet.registry import MODELS
     init_default_scope(cfg.get('default_scope', 'mmdet'))
@@ -80,7 +71,7 @@ def measure(cfg, batch, img_hw, steps, warmup, device):
         if i >= warmup:
             timer.mark()
     seconds = statistics.median(timer.step_seconds())
-    peak = torch.cuda.max_memory_allocated(device) if device.type == 'cuda' else None
+    peak = peak_gib(device)
     params = sum(p.numel() for p in model.parameters())
     loss = losses['loss'].item()
     if not math.isfinite(loss):
@@ -98,34 +89,22 @@ def run_one(path, patch_size, args, setting, device):
                batch=args.batch, with_cp=bool(cfg.model.backbone.get('with_cp')), pid=os.getpid(),
                optim=cfg.optim_wrapper.type + (f"/{cfg.optim_wrapper.dtype}"
                                                if 'dtype' in cfg.optim_wrapper else ''))
-    if device.type == 'cuda':
-        gc.collect()
-        torch.cuda.empty_cache()
-        torch.cuda.reset_peak_memory_stats(device)
+    free_device_memory(device)
     try:
         seconds, peak, params, loss = measure(cfg, args.batch, setting['img_hw'],
                                               setting['steps'], setting['warmup'], device)
     except torch.cuda.OutOfMemoryError:
-        row.update(s_per_iter='OOM', images_per_s='OOM', peak_mem_gib='OOM', params_m='', loss='')
+        row.update(s_per_iter=OOM, images_per_s=OOM, peak_mem_gib=OOM, params_m='', loss='')
     else:
         row.update(s_per_iter=round(seconds, 4), images_per_s=round(args.batch / seconds, 3),
-                   peak_mem_gib=None if peak is None else round(peak / 2 ** 30, 2),
+                   peak_mem_gib=None if peak is None else round(peak, 2),
                    params_m=round(params / 1e6, 2), loss=round(loss, 4))
-    if device.type == 'cuda':  # free what the finished or failed run held
-        gc.collect()
-        torch.cuda.empty_cache()
+    free_device_memory(device)  # what the finished or failed run held
     return row
 
 
-def markdown(rows):
-    header = list(rows[0])
-    lines = ['| ' + ' | '.join(header) + ' |', '|' + '---|' * len(header)]
-    lines += ['| ' + ' | '.join(str(row[k]) for k in header) + ' |' for row in rows]
-    return '\n'.join(lines)
-
-
 def parse_args(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__,
+    ap = argparse.ArgumentParser(prog='benchmark.py detection', description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument('--backbone', default='vit_b', help='config prefix, e.g. vit_b, adventurer_t')
     ap.add_argument('--patch-sizes', type=int, nargs='+', default=[16, 8])
@@ -139,7 +118,7 @@ def parse_args(argv=None):
     ap.add_argument('--cfg-options', nargs='+', action=DictAction, default={},
                     help='config overrides, e.g. model.backbone.with_cp=False')
     ap.add_argument('--out', default=os.environ.get('OUT') or f'work_dirs/{OUT_NAME}',
-                    help='output folder (default: $OUT, else work_dirs/bench_detection)')
+                    help=f'output folder (default: $OUT, else work_dirs/{OUT_NAME})')
     return ap.parse_args(argv)
 
 
@@ -155,24 +134,19 @@ def settings_from(args):
 
 
 def row_main(argv):
-    """``bench_detection.py row [options]``: the first of ``--patch-sizes``, in this process."""
+    """``benchmark.py detection-row [options]``: the first of ``--patch-sizes``, here."""
     args = parse_args(argv)
     device = torch.device(args.device)
-    if device.type == 'cuda' and not torch.cuda.is_available():
-        raise RuntimeError('CUDA is not available; use --device cpu --tiny for a smoke test')
+    check_device(device)
     p = args.patch_sizes[0]
     row = run_one(config_path(args.backbone, p, args.detector), p, args, settings_from(args),
                   device)
-    name = torch.cuda.get_device_name(device) if device.type == 'cuda' else 'cpu'
-    print_result(dict(row=row, device_name=name))
+    print_result(dict(row=row, env=dict(device_name=device_name(device))))
     return row
 
 
-def main(argv=None):
-    """The table (this process orchestrates, never touching the device), or ``row``."""
-    argv = sys.argv[1:] if argv is None else list(argv)
-    if argv[:1] == ['row']:
-        return row_main(argv[1:])
+def main(argv):
+    """The table; this process orchestrates and never touches the device."""
     args = parse_args(argv)
     setting = settings_from(args)
     paths = [config_path(args.backbone, p, args.detector) for p in args.patch_sizes]
@@ -180,18 +154,13 @@ def main(argv=None):
     if missing:
         raise FileNotFoundError(f'no config {", ".join(missing)}; check --backbone/--patch-sizes/'
                                 f'--detector against configs/coco/')
-    device = torch.device(args.device)
-
-    rows, device_name = [], None
-    for path, p in zip(paths, args.patch_sizes):
-        # the same options, one patch size (argparse keeps an option's last value)
-        result = run_fresh_process(osp.abspath(__file__), ['row'] + argv + ['--patch-sizes', p])
-        rows.append(result.get('row') or dict(config=osp.basename(path), patch_size=p,
-                                              s_per_iter=result['status']))
-        device_name = device_name or result.get('device_name')
-        print(rows[-1], flush=True)
-    text = markdown(rows)
-    env = dict(torch=torch.__version__, device=str(device), device_name=device_name,
+    # the same options, one patch size each (argparse keeps an option's last value)
+    plans = [(['detection-row'] + list(argv) + ['--patch-sizes', p],
+              dict(config=osp.basename(path), patch_size=p))
+             for path, p in zip(paths, args.patch_sizes)]
+    rows, child_env = fresh_rows(BENCHMARK, plans)
+    text = markdown_table(rows)
+    env = dict(torch=torch.__version__, device=args.device, device_name=child_env.get('device_name'),
                img_hw=setting['img_hw'], steps=setting['steps'], warmup=setting['warmup'],
                tiny=args.tiny, cfg_options=dict(args.cfg_options))
     print(f"\n{env['device_name']}, {args.backbone} {args.detector}, images {setting['img_hw']}, "
@@ -202,7 +171,3 @@ def main(argv=None):
     with open(osp.join(args.out, f'{OUT_NAME}.md'), 'w') as f:
         f.write(text + '\n')
     return rows
-
-
-if __name__ == '__main__':
-    main()

@@ -13,11 +13,9 @@ with_cp, ...), then
 
 Out-of-memory is a result ('OOM'). Writes ``seg_configs.{csv,md}`` under ``--out``.
 
-GPU machine (device kit, repo root):
-    source .device-kit/setup.sh && export PYTHONPATH=$PYTHONPATH:. && \\
-        python3 tools/analysis/check_seg_configs.py configs/ade20k/vit_b_p16_linear.py --out $OUT
+    python tools/analysis/check.py seg-configs configs/ade20k/vit_b_p16_linear.py --out OUT
 CPU smoke test (a toy config):
-    python tools/analysis/check_seg_configs.py configs/toy/vit_t_p8_upernet.py --device cpu \\
+    python tools/analysis/check.py seg-configs configs/toy/vit_t_p8_upernet.py --device cpu \\
         --test-hw 64 64 --out /tmp/seg_configs
 """
 import argparse
@@ -31,7 +29,7 @@ from mmengine.optim import build_optim_wrapper
 from mmengine.registry import init_default_scope
 from mmengine.structures import PixelData
 
-from mmpatch.utils.benchmark import (OOM, free_device_memory, is_oom, markdown_table,
+from .utils import (OOM, free_device_memory, is_oom, markdown_table,
                                      median_step_seconds, peak_gib, write_csv)
 
 
@@ -104,7 +102,7 @@ def check(path, device, warmup, steps, test_hw):
 
 
 def parse_args(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__,
+    ap = argparse.ArgumentParser(prog='check.py seg-configs', description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument('configs', nargs='+', help='segmentation config files')
     ap.add_argument('--device', default='cuda')
@@ -127,6 +125,3 @@ def main(argv=None):
         f.write(markdown_table(rows) + '\n')
     print(markdown_table(rows))
 
-
-if __name__ == '__main__':
-    main()
