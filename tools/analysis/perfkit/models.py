@@ -209,7 +209,7 @@ def bench_model(name, patch_size, batch, cfg, device, ceilings, sdpa_rows):
     except Exception as err:  # noqa: BLE001  (recorded in the row and printed in full)
         if is_oom(err):
             row.update(status=OOM, peak_gib=OOM)
-        else:  # one broken backbone must not cost the other rows of a device run
+        else:  # one broken backbone must not cost the other rows of a run
             traceback.print_exc()
             row.update(status=f'error: {type(err).__name__}: {str(err).splitlines()[0][:150]}')
         return row
