@@ -225,3 +225,16 @@ def test_check_seg_configs_cpu_smoke(tmp_path):
     assert {'train_s', 'predict_s', 'params_m'} <= set(row)
     assert row['config'] == 'vit_t_p4_linear' and row['test_mode'] == 'slide'
     assert float(row['train_s']) > 0 and float(row['predict_s']) > 0
+
+
+# ------------------------------------------------------------------ gpu_run.sh
+
+def test_gpu_run_parses_and_refuses_an_unknown_sub_command(tmp_path):
+    import subprocess
+    script = str(ANALYSIS / 'gpu_run.sh')
+    assert subprocess.run(['bash', '-n', script]).returncode == 0
+    done = subprocess.run(['bash', script, 'round1'], capture_output=True, text=True,
+                          env=dict(os.environ, OUT=str(tmp_path)), cwd=ROOT)
+    assert done.returncode == 2 and "usage: gpu_run.sh benchmark|mission|scale|toy-sweep|" \
+        "train-iteration [args] (got 'round1')" in done.stdout
+    assert not any(tmp_path.iterdir())  # refused before anything ran

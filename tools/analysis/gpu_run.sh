@@ -42,8 +42,12 @@
 #       out. IMAGES=png: the toy set's lossless PNGs instead of JPEG as ADE20K's.
 #       Writes $OUT/train_iteration_<variant>.{log,json}.
 set -o pipefail
-CMD=${1:?usage: gpu_run.sh benchmark|mission|scale|toy-sweep|train-iteration [args]}
-shift
+CMD=$1
+case $CMD in
+  benchmark|mission|scale|toy-sweep|train-iteration) shift ;;
+  *) echo "usage: gpu_run.sh benchmark|mission|scale|toy-sweep|train-iteration [args] (got '$CMD')"
+     exit 2 ;;
+esac
 if [ -f .device-kit/setup.sh ] && ! python3 -c 'import mmseg' 2>/dev/null; then
   source .device-kit/setup.sh || exit 1
 fi
@@ -246,5 +250,4 @@ case $CMD in
   scale) scale ;;
   toy-sweep) toy_sweep "$@" ;;
   train-iteration) train_iteration "$@" ;;
-  *) echo "unknown sub-command '$CMD': benchmark, mission, scale, toy-sweep or train-iteration"; exit 2 ;;
 esac
