@@ -1,0 +1,1 @@
+"""The modules behind ``benchmark.py`` and ``check.py`` (not part of the mmpatch package)."""
