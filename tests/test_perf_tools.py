@@ -280,7 +280,7 @@ def test_run_fresh_process_reports_a_failed_child(tmp_path):
 
 
 def test_seg_iteration_cpu_smoke(tmp_path, monkeypatch):
-    from mmpatch.models.data_preprocessors import StackedSegDataPreProcessor
+    from mmpatch.fast import StackedSegDataPreProcessor
     monkeypatch.delenv('TRITON_INTERPRET', raising=False)  # fused row: the matmul path on CPU
     batches_seen = []  # by the stacked preprocessor: only its rows' stacked batches
     real_forward = StackedSegDataPreProcessor.forward

@@ -77,9 +77,8 @@ from mmengine.optim import build_optim_wrapper
 from mmengine.registry import init_default_scope
 from torch.utils.data import DataLoader, Dataset
 
-from mmpatch.datasets import stack_seg_collate
+from mmpatch.fast import stack_seg_collate, train_step_host_log
 from mmpatch.models.backbones.patch_vit import COMPILE_MODES
-from mmpatch.models.segmentors import train_step_host_log
 from mmpatch.utils.benchmark import markdown_table, median_step_seconds, write_csv
 from mmpatch.utils.gpu_trace import sync_points, trace_gaps
 
