@@ -6,4 +6,3 @@ from . import atomic_checkpoint  # noqa: F401  (AtomicCheckpointHook, atomic fil
 from . import finite_loss_hook  # noqa: F401  (FiniteLossHook)
 from . import fsdp_wrap_policy  # noqa: F401  (FSDP auto-wrap policy)
 from . import amp_loops  # noqa: F401  (AmpValLoop, AmpTestLoop: bf16 inference)
-from . import prefetch_batch_hook  # noqa: F401  (PrefetchBatchHook)

@@ -259,8 +259,8 @@ def parse_args(argv=None):
 
 
 def build_segmentor(cfg, device, compile_blocks):
-    import mmpatch.datasets  # noqa: F401  (registers the collate functions and transforms)
-    import mmpatch.models  # noqa: F401  (registers PatchViT, LinearHead, the preprocessors)
+    import mmpatch.fast  # noqa: F401  (registers the speed wing's collate, preprocessor, segmentor)
+    import mmpatch.models  # noqa: F401  (registers PatchViT and LinearHead)
     from mmseg.registry import MODELS
     init_default_scope('mmseg')
     torch.manual_seed(0)

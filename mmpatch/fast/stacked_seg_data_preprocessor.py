@@ -22,27 +22,18 @@ class StackedSegDataPreProcessor(SegDataPreProcessor):
     loader's pinned memory they run while the host goes on).
 
     ``prefetch(data)`` prepares a training batch ahead of time (``PrefetchBatchHook``): the
-    next ``forward(data, training=True)`` with that same object returns the result. On a GPU,
-    with ``copy_stream`` (default True), its copies to the device run on a stream of their own,
-    so they overlap the work already queued (the backward) instead of waiting behind it; the
-    preprocessing after them waits for them (ViT-B p16, batch 16, one H200, end to end: 33.9 ->
-    33.5 ms per iteration, two processes of one run: within their spread).
+    next ``forward(data, training=True)`` with that same object returns the result.
     """
 
-    def __init__(self, *args, non_blocking: bool = True, copy_stream: bool = True, **kwargs):
+    def __init__(self, *args, non_blocking: bool = True, **kwargs):
         super().__init__(*args, **kwargs)
         self._non_blocking = non_blocking
-        self.copy_stream = copy_stream
         self._prefetched = None  # (the batch object, its result)
 
     def prefetch(self, data: dict) -> None:
         """Preprocess training batch ``data`` now; ``forward(data, True)`` will return it."""
-        self._prefetched = None
-        if self.copy_stream and self.device.type == 'cuda':
-            copied = _copy_on_side_stream(data, self.device, self._non_blocking)
-        else:
-            copied = data
-        self._prefetched = (data, self.forward(copied, training=True))
+        self._prefetched = None  # forward must not hand back an older batch's result
+        self._prefetched = (data, self.forward(data, training=True))
 
     def forward(self, data: dict, training: bool = False) -> dict:
         if training and self._prefetched is not None and self._prefetched[0] is data:
@@ -110,42 +101,6 @@ class StackedSegDataPreProcessor(SegDataPreProcessor):
             return tuple(max(s, t) for s, t in zip(hw, self.size[-2:]))
         divisor = max(self.size_divisor, 1)
         return tuple(-(-s // divisor) * divisor for s in hw)
-
-
-_SIDE_STREAMS = {}  # device -> the stream of prefetch's copies
-
-
-def _copy_on_side_stream(data, device, non_blocking):
-    """``data`` with its tensors (in dicts, lists, tuples; not inside data samples, which
-    ``cast_data`` moves with their metainfo) copied to ``device`` on a side stream; the current
-    stream waits for the copies, and their memory is kept until its work on them is done."""
-    side = _SIDE_STREAMS.get(device)
-    if side is None:  # one per device, made once (not a new one per call)
-        side = _SIDE_STREAMS[device] = torch.cuda.Stream(device)
-    current = torch.cuda.current_stream(device)
-    copies = []
-    with torch.cuda.stream(side):
-        copied = _tensors_to(data, device, copies, non_blocking)
-    current.wait_stream(side)
-    for tensor in copies:
-        tensor.record_stream(current)
-    return copied
-
-
-def _tensors_to(obj, device, copies, non_blocking=True):
-    """``obj`` with the tensors in nested dicts, lists and tuples on ``device``; the new device
-    tensors are appended to ``copies``."""
-    if torch.is_tensor(obj):
-        if obj.device == device:
-            return obj
-        copies.append(obj.to(device, non_blocking=non_blocking))
-        return copies[-1]
-    if isinstance(obj, dict):
-        return {k: _tensors_to(v, device, copies, non_blocking) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        values = [_tensors_to(v, device, copies, non_blocking) for v in obj]
-        return type(obj)(*values) if hasattr(obj, '_fields') else type(obj)(values)
-    return obj
 
 
 def _image_shapes(data):

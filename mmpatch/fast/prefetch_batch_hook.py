@@ -2,13 +2,12 @@
 
 mmengine's ``RuntimeInfoHook`` (and ``FiniteLossHook``) read each iteration's losses with
 ``.item()``: the host waits until the GPU has run everything queued, so the next iteration's
-loader wait, collation, metainfo copies and host-to-device copies all happen with the GPU idle
-(ViT-B p16, batch 16, one H200: 39.4 -> 37.4 ms per iteration with this hook).
+loader wait, collation, metainfo copies and host-to-device copies all happen with the GPU idle.
 ``PrefetchBatchHook`` runs first after each iteration: it takes the next batch from the train
 loop's iterator and runs the model's data preprocessor on it, so that work overlaps this
 iteration's backward on the GPU; the loop then gets that same batch and the preprocessor hands
-back what it prepared. Same batches in the same
-order, same hooks, losses still read every iteration: only when the work is issued changes.
+back what it prepared. Same batches in the same order, same hooks, losses still read every
+iteration: only when the work is issued changes. Measured gain: docs/segmentation.md.
 
 The wait for the loader now happens inside this hook, so mmengine's ``data_time`` no longer
 shows it (the loop's own ``next`` returns the batch already taken); the hook logs it as

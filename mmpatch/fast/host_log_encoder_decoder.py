@@ -6,10 +6,7 @@ backward and the optimizer step included, and every hook, the next batch and the
 launches then run with the GPU idle. Here the log values are copied to the host right after the
 forward (stream order), the backward and the optimizer step are issued, and only then does the
 host wait for the copies, which by then are usually done: the host runs ahead of the GPU by up
-to one step. ViT-B p16 + LinearHead, batch 16, one H200, with PrefetchBatchHook, end to end in
-the benchmark (results/benchmark/NOTES.md): reading the log values from the GPU 36.4 ms per
-iteration, waiting for the copies before issuing the backward 35.8 (session 7); in another run
-waiting before 35.0, after 33.8 (session 8; backbone step 31.0 ms).
+to one step. Measured gain: docs/segmentation.md ("Fast data path").
 """
 from typing import Callable, Dict, Tuple
 
