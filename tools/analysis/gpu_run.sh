@@ -33,11 +33,11 @@
 #   gpu_run.sh train-iteration [CONFIG [BATCH [ITERS [WORKERS]]]]
 #       tools/train.py CONFIG (default configs/ade20k/vit_b_p16_linear.py, batch 16, 300
 #       iterations, 14 workers) on an ADE20K-layout toy set, one run per variant in VARIANTS
-#       (default "stacked mmseg"): stacked (the config as it is), mmseg (pseudo_collate +
-#       SegDataPreProcessor, no custom hooks), compiled (compile_blocks=True), compiled_fused
-#       (+ fast_loss=fused), graphs_fused (compile_blocks=reduce-overhead + fast_loss=fused),
-#       graphs_fused_no_prefetch (graphs_fused, no custom hooks), graphs_fused_gpu_log
-#       (graphs_fused with mmseg's EncoderDecoder). Median s/iter from mmengine's scalars.json,
+#       (default "stock fast"): stock (the config as it is: mmseg's data path), fast (its twin
+#       FAST_CONFIG, default configs/fast/vit_b_p16_linear_fast.py: the opt-in mmpatch/fast/
+#       data path), and each with _graphs_fused (compile_blocks=reduce-overhead +
+#       fast_loss=fused, where the step is shortest and the data path matters most).
+#       Median s/iter from mmengine's scalars.json,
 #       the first 5 records (compilation, then the batches the workers queued meanwhile) left
 #       out. IMAGES=png: the toy set's lossless PNGs instead of JPEG as ADE20K's.
 #       Writes $OUT/train_iteration_<variant>.{log,json}.
@@ -220,22 +220,18 @@ train_iteration() {
            "default_hooks.checkpoint.interval=$((iters + 1))" "default_hooks.checkpoint.save_last=False"
            "default_hooks.logger.interval=10")
   local graphs_fused=("model.backbone.compile_blocks=reduce-overhead" "model.decode_head.fast_loss=fused")
-  for variant in ${VARIANTS:-stacked mmseg}; do
+  local fast_config=${FAST_CONFIG:-configs/fast/vit_b_p16_linear_fast.py} run_config
+  for variant in ${VARIANTS:-stock fast}; do
     case $variant in
-      stacked) extra=() ;;
-      mmseg) extra=("train_dataloader.collate_fn.type=pseudo_collate"
-                    "model.data_preprocessor.type=SegDataPreProcessor" "custom_hooks=[]") ;;
-      compiled) extra=("model.backbone.compile_blocks=True") ;;
-      compiled_fused) extra=("model.backbone.compile_blocks=True" "model.decode_head.fast_loss=fused") ;;
-      graphs_fused) extra=("${graphs_fused[@]}") ;;
-      graphs_fused_no_prefetch) extra=("${graphs_fused[@]}" "custom_hooks=[]") ;;
-      graphs_fused_gpu_log) extra=("${graphs_fused[@]}" "model.type=EncoderDecoder") ;;
-      *) echo "unknown variant '$variant': stacked, mmseg, compiled, compiled_fused, graphs_fused," \
-              "graphs_fused_no_prefetch or graphs_fused_gpu_log"
+      stock|stock_graphs_fused) run_config=$config ;;
+      fast|fast_graphs_fused) run_config=$fast_config ;;
+      *) echo "unknown variant '$variant': stock, fast, stock_graphs_fused or fast_graphs_fused"
          exit 2 ;;
     esac
+    extra=()
+    [[ $variant == *_graphs_fused ]] && extra=("${graphs_fused[@]}")
     rm -rf "/tmp/train_iteration_$variant"  # a fresh run: summarize_run reads one run's scalars
-    python3 tools/train.py "$config" --work-dir "/tmp/train_iteration_$variant" \
+    python3 tools/train.py "$run_config" --work-dir "/tmp/train_iteration_$variant" \
         --cfg-options "${common[@]}" "${extra[@]}" 2>&1 | grep --line-buffered -v "warn" \
         > "$OUT/train_iteration_$variant.log"
     grep -E "Iter\(train\)" "$OUT/train_iteration_$variant.log" | tail -2
