@@ -113,8 +113,7 @@ def test_fresh_rows_keep_a_failed_childs_row(tmp_path):
 
 
 def test_benchmark_seg_iteration_cpu_smoke(tmp_path, monkeypatch):
-    from mmpatch.models.data_preprocessors import StackedSegDataPreProcessor
-    from mmpatch.models.segmentors import HostLogEncoderDecoder
+    from mmpatch.fast import HostLogEncoderDecoder, StackedSegDataPreProcessor
     monkeypatch.delenv('TRITON_INTERPRET', raising=False)  # fused rows: the matmul path on CPU
     batches_seen, host_log_steps = [], []  # by the stacked preprocessor: only stacked batches
     real_forward, real_step = StackedSegDataPreProcessor.forward, HostLogEncoderDecoder.train_step
