@@ -27,20 +27,18 @@ from torch import Tensor
 from ..layers.autocast_off import autocast_off
 from .bilinear_matmul import bilinear_taps, device_bilinear_weights
 
-# Launch settings (read at each call): the fastest of a sweep on an H200 (16 x 150 x 32 x 32 ->
-# 512 x 512, tf32, forward + backward with the matmuls around the kernel, 2026-12-02, the kernel
-# with (pixels, classes) tiles and padded classes, the compiler's register count: 128 / 32 / 4:
-# 1.67 ms; 64 / 32 / 4: 1.84; 128 / 64 / 4: 1.99; 128 / 32 / 8: 2.18; 256 / 32 / 4: 2.26;
-# 128 / 16 / 4: 2.28; the matmul path 7.76 ms). fp32 logits (the 'ieee' products) spill
-# registers at 128 / 32 / 4 and still ran faster there than at 64 / 32 / 4 (7.19 against 8.35).
+# Launch settings (read at each call): the fastest tiles of a sweep over (pixels, classes,
+# warps) on an H200, ViT-B p16's loss shape (16 x 150 x 32 x 32 -> 512 x 512), tf32, forward +
+# backward (`tools/analysis/check.py fused-ce`; its table in
+# results/benchmark/h200_2026-12-02_d941585/fused_ce.md). fp32 logits ('ieee' products) spill
+# registers at these tiles and still ran faster than at the next smaller ones.
 BLOCK_X = 128  # output pixels per program (halved, down to 64, where a block would read more
 #               than MAX_SPAN source columns, e.g. 64 for ViT p2's 256 -> 512)
 BLOCK_C = 32  # classes per step of a program's loops
 NUM_WARPS = 4
-# registers per thread by product precision (ptxas' maxnreg; None: its choice). tf32: 128
-# instead of ptxas' 161 at 128 / 32 / 4 (Triton 3.8, compiled for sm_90a on the CPU machine), so
-# 4 programs of 4 warps per multiprocessor instead of 3, no spills: 1.52 against 1.68 ms (same
-# H200 run, its Triton 3.6); 64 / 32 / 4 at 96: 1.76 ms
+# registers per thread by product precision (ptxas' maxnreg; None: its choice). With tf32 at
+# 128 / 32 / 4, a cap of 128 (below ptxas' own choice) fits 4 programs of 4 warps per
+# multiprocessor instead of 3, without spills, and ran faster (same table).
 MAX_REGISTERS = dict(tf32=128, ieee=None)
 MAX_SPAN = 64  # source columns a block of BLOCK_X output pixels may read
 PAD_LOGIT = -1e30  # the logit of the classes padded up to a multiple of BLOCK_C: exp() is 0
