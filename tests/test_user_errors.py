@@ -4,7 +4,6 @@ value and the fix, exit code 2, no traceback (docs/robustness.md, "Errors and th
 The tools run in-process (``errors.run`` on the ``main`` functions, as tools/train.py and
 tools/test.py call them) on the toy ViT p8 config and a copy of the small session toy set.
 """
-import contextlib
 import logging
 import os
 import shutil
@@ -14,7 +13,6 @@ import pytest
 import torch
 from mmengine.config import Config
 from mmengine.registry import DefaultScope
-from mmengine.utils import ManagerMixin
 from PIL import Image
 
 import mmpatch  # noqa: F401  (registers the models)
@@ -31,29 +29,9 @@ UPERNET = os.path.join(REPO, 'configs', 'toy', 'vit_t_p8_upernet.py')
 SHORT = ['train_cfg.max_iters=1', 'train_cfg.val_interval=1', 'default_hooks.checkpoint.interval=1']
 
 
-@contextlib.contextmanager
-def instances_dropped():
-    """Forget the mmengine global instances (logger, visualizer, ...) a run makes in-process."""
-    def classes():
-        todo, out = [ManagerMixin], []
-        while todo:
-            out.append(todo.pop())
-            todo.extend(out[-1].__subclasses__())
-        return out
-    before = {c: set(c._instance_dict) for c in classes()}
-    try:
-        yield
-    finally:
-        for c in classes():
-            for name in set(c._instance_dict) - before.get(c, set()):
-                for handler in list(getattr(c._instance_dict.pop(name), 'handlers', [])):
-                    if isinstance(handler, logging.FileHandler):
-                        handler.close()
-
-
 def tool(main, argv, capsys, prog='train.py'):
     """(exit code, the error line) of a tool run that fails; asserts the one-line contract."""
-    with instances_dropped(), pytest.raises(SystemExit) as info:
+    with pytest.raises(SystemExit) as info:
         errors.run(lambda: main(argv), prog, argv)
     err = capsys.readouterr().err
     assert 'Traceback' not in err, err

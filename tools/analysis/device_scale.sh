@@ -2,7 +2,7 @@
 # Multi-GPU checks on a 2-GPU machine, each through the normal tools:
 #   1. parity: configs/toy/vit_t_p2_linear.py, seeds 0 1 2, on 1 GPU (batch 8) and on 2 GPUs
 #      (batch 4 per GPU, the same total 8), every run through tools/sweep.py --seeds N (--gpus 2
-#      starts torchrun on python -m mmpatch.engine.cli with --launcher pytorch);
+#      starts torchrun on python -m mmpatch.apis.train with --launcher pytorch);
 #   2. FSDP: configs/fsdp/vit_t_p2_linear_fsdp_toy.py (the same toy cell + configs/_base_/fsdp.py:
 #      FlexibleRunner, FSDPStrategy) on 2 GPUs, trained, then tested from its rank-0 checkpoint.
 # One process per GPU at a time (processes sharing a GPU time-slice it: see device_toy_sweep.sh).
