@@ -16,6 +16,7 @@ from mmpatch.utils.paths import is_remote
 
 from .errors import CliError
 
+# ----------------------------------------------------------------------------- data
 DATASET_DOCS = {
     'mmseg': 'https://mmsegmentation.readthedocs.io/en/latest/user_guides/2_dataset_prepare.html',
     'mmdet': 'https://mmdetection.readthedocs.io/en/latest/user_guides/dataset_prepare.html',
@@ -90,7 +91,6 @@ def check_data_paths(cfg, loaders, evaluators, scope):
                 raise CliError(_missing_data_message(path, f'{name}.ann_file', cfg, scope))
 
 
-
 # ----------------------------------------------------------------------------- model
 def check_patch_sizes(cfg, scope):
     """Segmentation: the backbone's patch size divides the training crop (the backbone's
@@ -163,7 +163,6 @@ def check_num_classes(runner, loop_name):
         raise CliError(f'{keys} but the dataset ({type(dataset).__name__}, {loader}) has {len(classes)} '
                        f'classes; fix: --cfg-options '
                        + ' '.join(f'{k}.num_classes={len(classes)}' for k, _ in small))
-
 
 
 # ----------------------------------------------------------------------------- checkpoints

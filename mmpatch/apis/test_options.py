@@ -9,6 +9,7 @@ from .errors import CliError
 
 
 def enable_visualization(cfg, scope, show, show_dir, wait_time):
+    """``--show`` / ``--show-dir``: the config's visualization hook draws (every image, for mmseg)."""
     hooks = cfg.get('default_hooks') or {}
     if 'visualization' not in hooks:
         hook = 'SegVisualizationHook' if scope == 'mmseg' else 'DetVisualizationHook'
@@ -32,6 +33,7 @@ def enable_visualization(cfg, scope, show, show_dir, wait_time):
 
 
 def enable_tta(cfg, scope):
+    """``--tta``: the config's ``tta_model`` wraps the model, ``tta_pipeline`` feeds the test set."""
     missing = [k for k in ('tta_model', 'tta_pipeline') if k not in cfg]
     if missing:
         example = "dict(type='SegTTAModel')" if scope == 'mmseg' else \
@@ -43,11 +45,13 @@ def enable_tta(cfg, scope):
 
 
 def set_seg_out(cfg, out):
+    """``--out`` (mmseg): the evaluator writes the label maps into the folder ``out``."""
     cfg.test_evaluator['output_dir'] = out
     cfg.test_evaluator['keep_results'] = True
 
 
 def add_det_dump(runner, out):
+    """``--out`` (mmdet): the raw predictions are dumped into the .pkl file ``out``."""
     from mmdet.evaluation import DumpDetResults
     runner.test_evaluator.metrics.append(DumpDetResults(out_file_path=out))
 

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from mmpatch.apis.config import load_config
+from mmpatch.apis.runner import quiet_warnings
 from mmpatch.sweep import stats
 from mmpatch.sweep.cells import per_image_file
 
@@ -323,11 +324,12 @@ class ReportWriter:
 
     def __call__(self):
         """The Markdown report written, or None when no cell has finished."""
-        rows = collect(self.cells, self.gpus, self.cfg_options, self.sizes)
-        if not rows:
-            return None
-        if self.baseline is None and self.want_baseline:
-            self.baseline = baseline_from(self.cells[0].config, self.cfg_options)
+        with quiet_warnings(verbose=False):  # mmseg's noise when the models are built for FLOPs
+            rows = collect(self.cells, self.gpus, self.cfg_options, self.sizes)
+            if not rows:
+                return None
+            if self.baseline is None and self.want_baseline:
+                self.baseline = baseline_from(self.cells[0].config, self.cfg_options)
         csv_path, md_path, png_path = self.paths
         write_csv(rows, csv_path)
         unfinished = [c.key for c in self.cells if not c.is_done()]
