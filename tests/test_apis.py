@@ -100,3 +100,23 @@ def test_two_cells_in_one_process_keep_their_own_state(toy_seg_root, tmp_path):
     # the sweep's runs keep the console to warnings and errors (their log files keep the rest)
     console = [h for h in logger.handlers if type(h) is logging.StreamHandler]
     assert console and all(h.level == logging.WARNING for h in console)
+
+
+def test_a_cell_through_the_module_entry_points(toy_seg_root, tmp_path):
+    """The command lines the sweep gives torchrun and launchers: ``python -m mmpatch.apis.train``
+    and ``... .test`` on ``cell_runs``' arguments (here without a launcher)."""
+    from mmpatch.engine.atomic_checkpoint import last_checkpoint
+    from mmpatch.sweep.cells import _launch, cell_runs, command_line
+    (cell,) = make_cells([osp.join(REPO, 'configs', 'toy', 'vit_t_p8_linear.py')], [0], str(tmp_path))
+    options = [f'{s}_dataloader.dataset.data_root={toy_seg_root}' for s in ('train', 'val', 'test')]
+    train_kwargs, test_kwargs = cell_runs(cell, options, iters_scale=0.005)
+    log = str(tmp_path / 'sweep.log')
+    _launch('train', command_line(train_kwargs), 1, 'none', log)
+    checkpoint = last_checkpoint(cell.work_dir)
+    assert checkpoint.endswith('iter_2.pth')
+    _launch('test', command_line(test_kwargs, checkpoint), 1, 'none', log)
+    text = open(log).read()
+    assert 'test.py: metrics: ' in text and 'Traceback' not in text
+    with pytest.raises(RuntimeError, match=r'test failed \(exit 2\); see .*sweep.log'):
+        _launch('test', command_line(test_kwargs, str(tmp_path / 'none.pth')), 1, 'none', log)
+    assert 'test.py: error: test.py CHECKPOINT: checkpoint not found' in open(log).read()
