@@ -12,6 +12,7 @@ from mmengine.config import Config
 from mmpatch.apis.config import load_config, parse_cfg_options
 from mmpatch.apis.errors import CliError
 from mmpatch.sweep.cells import make_cells, run_cell
+from mmpatch.utils.errors import UserError
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 LEAVES = sorted(f for f in glob.glob(osp.join(REPO, 'configs', '**', '*.py'), recursive=True)
@@ -58,10 +59,15 @@ def test_the_config_is_built_as_written(toy_seg_root, tmp_path):
     assert 'FiniteLossHook' not in names
 
 
-def test_cfg_options_as_strings():
+def test_cfg_options_as_strings_and_a_config_object():
     assert parse_cfg_options(['a.b=1', 'c=[1,2]', 'd=x']) == {'a.b': 1, 'c': [1, 2], 'd': 'x'}
     with pytest.raises(CliError, match="'no_equals_sign' is not key=value"):
         parse_cfg_options(['no_equals_sign'])
+    cfg = Config.fromfile(osp.join(REPO, 'configs', 'toy', 'vit_t_p8_linear.py'))
+    loaded = load_config(cfg, ['train_cfg.max_iters=3'])  # a Config is copied, options checked
+    assert loaded.train_cfg.max_iters == 3 and cfg.train_cfg.max_iters == 400
+    with pytest.raises(UserError, match='train_cfg.max_iterz'):
+        load_config(cfg, ['train_cfg.max_iterz=3'])
 
 
 def _scalars(cell_dir):

@@ -5,10 +5,11 @@ The train / test entry points, the sweep (its report) and the benchmarks load co
 naming the file, line or key (``config_checks``).
 """
 import argparse
+import copy
 import os.path as osp
 import warnings
 
-from mmengine.config import DictAction
+from mmengine.config import Config, DictAction
 
 from .config_checks import check_cfg_options, check_config_types, missing_config_message, read_config
 from .errors import CliError
@@ -44,17 +45,21 @@ def parse_cfg_options(items):
 
 
 def load_config(path, cfg_options=None, launcher=None, type_overrides=None):
-    """The config ``path`` with ``cfg_options`` merged (a dict, or ``key=value`` strings).
+    """The config ``path`` (a file, or an mmengine ``Config``, copied) with ``cfg_options``
+    merged (a dict, or ``key=value`` strings).
 
     Checks ``default_scope`` and, before merging, the options (``config_checks.check_cfg_options``;
     ``type_overrides``: types the caller sets afterwards, e.g. ``--amp``'s AmpOptimWrapper).
     ``launcher``: set as the config's ``launcher`` when given.
     """
-    if not osp.isfile(path):
+    if isinstance(path, Config):
+        cfg, path = copy.deepcopy(path), path.filename or 'the config'
+    elif not osp.isfile(path):
         raise CliError(missing_config_message(path))
+    else:
+        cfg = read_config(path)
     if cfg_options is not None and not isinstance(cfg_options, dict):
         cfg_options = parse_cfg_options(list(cfg_options))
-    cfg = read_config(path)
     scope = (cfg_options or {}).get('default_scope', cfg.get('default_scope'))
     if cfg_options and scope in SCOPES:
         check_cfg_options(cfg, cfg_options, scope, type_overrides)
@@ -73,9 +78,12 @@ def load_config(path, cfg_options=None, launcher=None, type_overrides=None):
     return cfg
 
 
-def set_work_dir(cfg, work_dir, config_path):
-    """``work_dir`` > config's work_dir > work_dirs/<config name>."""
+def set_work_dir(cfg, work_dir, config):
+    """``work_dir`` > config's work_dir > work_dirs/<config name> (``config``: its path or Config)."""
     if work_dir is not None:
         cfg.work_dir = work_dir
     elif cfg.get('work_dir') is None:
-        cfg.work_dir = osp.join('work_dirs', osp.splitext(osp.basename(config_path))[0])
+        path = config.filename if isinstance(config, Config) else config
+        if not path:
+            raise CliError('the config has no file name and no work_dir: give work_dir')
+        cfg.work_dir = osp.join('work_dirs', osp.splitext(osp.basename(path))[0])

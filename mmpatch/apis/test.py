@@ -22,8 +22,9 @@ from .test_options import (add_det_dump, enable_tta, enable_visualization, outpu
 
 def test(config, checkpoint, work_dir=None, cfg_options=None, out=None, show=False, show_dir=None,
          wait_time=2, tta=False, launcher='none', verbose=True, console=True):
-    """Test ``checkpoint`` on ``config``'s test set; the arguments are ``tools/test.py``'s options
-    (``cfg_options``, ``verbose``, ``console``: as ``mmpatch.apis.train.train`` takes them).
+    """Test ``checkpoint`` on ``config``'s test set (``config``: a path, or an mmengine ``Config``,
+    which is copied); the other arguments are ``tools/test.py``'s options (``cfg_options``,
+    ``verbose``, ``console``: as ``mmpatch.apis.train.train`` takes them).
 
     Returns:
         dict: ``metrics`` (the evaluator's, as mmengine returns them), ``files``: the absolute

@@ -26,7 +26,8 @@ from .train_options import (enable_amp, enable_auto_scale_lr, out_of_memory_mess
 
 def train(config, work_dir=None, cfg_options=None, resume=None, amp=False, auto_scale_lr=False,
           max_iters=None, iters_scale=None, launcher='none', verbose=True, console=True):
-    """Train ``config`` (a path); the arguments are ``tools/train.py``'s options.
+    """Train ``config`` (a path, or an mmengine ``Config``, which is copied); the other
+    arguments are ``tools/train.py``'s options.
 
     Args:
         cfg_options: a dict, or ``key=value`` strings as ``--cfg-options`` takes them.
