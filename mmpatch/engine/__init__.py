@@ -1,4 +1,4 @@
-"""Engine pieces: torch.load allow-list for mmengine checkpoints, the train/test CLI logic,
+"""Engine pieces: torch.load allow-list for mmengine checkpoints,
 hooks and loops."""
 from . import safe_globals  # noqa: F401  (registers on import)
 from . import layer_decay_optim_constructor  # noqa: F401  (registers on import)

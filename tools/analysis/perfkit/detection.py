@@ -22,9 +22,11 @@ import os.path as osp
 import statistics
 
 import torch
-from mmengine.config import Config, DictAction
+from mmengine.config import DictAction
 from mmengine.optim import build_optim_wrapper
 from mmengine.registry import init_default_scope
+
+from mmpatch.apis import config as apis_config
 
 from .synthetic_det import shrink_det_model_cfg, synthetic_det_batch
 from .utils import (BENCHMARK, OOM, Timer, check_device, device_name, free_device_memory,
@@ -43,9 +45,7 @@ def config_path(backbone, patch_size, detector):
 def load_config(path, tiny, device, cfg_options):
     """The real config; tiny: shrunk model. On a CPU the optimizer wrapper is a plain fp32 one
     (mmengine's AmpOptimWrapper needs a GPU); everything else is kept."""
-    cfg = Config.fromfile(path)
-    if cfg_options:
-        cfg.merge_from_dict(cfg_options)
+    cfg = apis_config.load_config(path, cfg_options)  # the shared loader: checks the options
     if tiny:
         shrink_det_model_cfg(cfg.model)
     if device.type != 'cuda' and cfg.optim_wrapper.get('type') == 'AmpOptimWrapper':

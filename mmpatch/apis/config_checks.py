@@ -1,4 +1,4 @@
-"""Config checks of the CLI that name the file, line or key: loading a config, ``--cfg-options``.
+"""Config checks of the entry points that name the file, line or key: loading a config, ``--cfg-options``.
 
 ``read_config(path)`` loads a config; a config that cannot be loaded (a syntax error, a name
 that is not defined, a ``_base_`` that does not exist, a ``custom_imports`` module that cannot
