@@ -237,3 +237,20 @@ def test_gpu_run_parses_and_refuses_an_unknown_sub_command(tmp_path):
     assert done.returncode == 2 and "usage: gpu_run.sh benchmark|mission|scale|toy-sweep|" \
         "train-iteration [args] (got 'round1')" in done.stdout
     assert not any(tmp_path.iterdir())  # refused before anything ran
+
+
+@pytest.mark.parametrize('script', ['benchmark.py', 'check.py'])
+def test_every_sub_command_prints_its_help(script, capsys):
+    """Each sub-command's module imports and its parser formats (argparse expands '%' in help
+    strings only when --help is asked for); no sub-command or an unknown one exits with the
+    usage."""
+    subcommands = runpy.run_path(str(ANALYSIS / script), run_name='tool_under_test')['SUBCOMMANDS']
+    for name in subcommands:
+        with pytest.raises(SystemExit) as exit_info:
+            run(script, name, '--help')
+        assert exit_info.value.code == 0, name
+        assert 'usage:' in capsys.readouterr().out, name
+    for argv in ([], ['no-such-command']):
+        with pytest.raises(SystemExit) as exit_info:
+            run(script, *argv)
+        assert str(exit_info.value.code).startswith(f'usage: {script} {{'), argv

@@ -21,8 +21,9 @@ On a GPU machine, from the repository root:
     python tools/analysis/benchmark.py detection --backbone adventurer_b --patch-sizes 16 8 4
 Every sub-command takes ``--device cpu --tiny`` for a smoke test on a CPU.
 """
-import importlib
 import sys
+
+from perfkit import dispatch
 
 # sub-command -> (module of perfkit, function); imported on use, so that a row's process
 # imports only what its row needs
@@ -38,11 +39,7 @@ SUBCOMMANDS = {
 
 
 def main(argv=None):
-    argv = sys.argv[1:] if argv is None else list(argv)
-    if not argv or argv[0] not in SUBCOMMANDS:
-        sys.exit(f'usage: benchmark.py {{{",".join(SUBCOMMANDS)}}} [options]\n\n{__doc__}')
-    module, function = SUBCOMMANDS[argv[0]]
-    return getattr(importlib.import_module(f'perfkit.{module}'), function)(argv[1:])
+    return dispatch('benchmark.py', SUBCOMMANDS, __doc__, argv)
 
 
 if __name__ == '__main__':

@@ -15,8 +15,9 @@ Sub-commands:
 Every sub-command takes ``--device cpu`` (and, but for seg-configs, ``--tiny``) for a smoke
 test on a CPU.
 """
-import importlib
 import sys
+
+from perfkit import dispatch
 
 # sub-command -> (module of perfkit, function), imported on use
 SUBCOMMANDS = {
@@ -28,11 +29,7 @@ SUBCOMMANDS = {
 
 
 def main(argv=None):
-    argv = sys.argv[1:] if argv is None else list(argv)
-    if not argv or argv[0] not in SUBCOMMANDS:
-        sys.exit(f'usage: check.py {{{",".join(SUBCOMMANDS)}}} [options]\n\n{__doc__}')
-    module, function = SUBCOMMANDS[argv[0]]
-    return getattr(importlib.import_module(f'perfkit.{module}'), function)(argv[1:])
+    return dispatch('check.py', SUBCOMMANDS, __doc__, argv)
 
 
 if __name__ == '__main__':

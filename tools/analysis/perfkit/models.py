@@ -577,7 +577,7 @@ def parse_args(argv=None):
     parser.add_argument('--anchor-repeat', action='store_true',
                         help=f'time the anchor ({ANCHOR} at the first patch size) again after '
                              f'the other rows and check the two agree within '
-                             f'{ANCHOR_TOLERANCE:.0%}')
+                             f'{ANCHOR_TOLERANCE:.0%}%')
     parser.add_argument('--row-timeout', type=float, default=None,
                         help='seconds after which a row\'s process is killed (row kept as error)')
     parser.add_argument('--inputs', nargs='+', default=None,
