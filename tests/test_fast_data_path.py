@@ -17,10 +17,10 @@ DEFAULT_LEAVES = sorted(p for p in (REPO / 'configs').rglob('*.py')
                         if p.parent.name not in ('_base_', 'fast') and '_base_' not in p.parts)
 FAST_LEAVES = sorted((REPO / 'configs' / 'fast').glob('*.py'))
 # What a default config may take from mmpatch: models (backbones, neck, heads and the LN2d norm
-# layer their norm_cfg names), datasets, the metric and the engine's hooks, loops, optimizer
+# layer their norm_cfg names), datasets and the engine's hooks, loops, optimizer
 # constructor and FSDP wrap policy.
 ALLOWED = ('mmpatch.models.backbones', 'mmpatch.models.necks', 'mmpatch.models.heads',
-           'mmpatch.models.layers', 'mmpatch.datasets', 'mmpatch.evaluation', 'mmpatch.engine')
+           'mmpatch.models.layers', 'mmpatch.datasets', 'mmpatch.engine')
 TOY_LEAF = REPO / 'configs' / 'toy' / 'vit_t_p8_linear.py'
 TOY_FAST = REPO / 'configs' / 'fast' / 'vit_t_p8_linear_fast_toy.py'
 

@@ -100,7 +100,8 @@ def cell_runs(cell, cfg_options=(), iters_scale=None, train_val=True, per_image=
                               *instance_names(cell, 'train')])
     test = dict(config=cell.config, work_dir=osp.join(cell.work_dir, 'test'),
                 cfg_options=[*common, *instance_names(cell, 'test'),
-                             *([f'test_evaluator.per_image_file={per_image_file(cell)}']
+                             *([f'test_evaluator.type={PER_IMAGE_METRIC}',
+                                f'test_evaluator.per_image_file={per_image_file(cell)}']
                                if per_image else [])])
     return train, test
 
@@ -122,8 +123,10 @@ def run_cell(cell, gpus=1, launcher='none', cfg_options=(), iters_scale=None, tr
     """Train (resuming a partial run) and test one cell; write done.json.
 
     ``train_val=False`` skips the config's validation during training (no convergence curve);
-    the cell is tested afterwards either way. ``per_image``: the config's test evaluator is a
-    ``PerImageIoUMetric``, which then saves the per-image statistics for the bootstrap.
+    the cell is tested afterwards either way. ``per_image``: the config's test evaluator is
+    mmseg's ``IoUMetric`` (or ``PerImageIoUMetric``); the cell's test runs it as
+    ``PerImageIoUMetric``, which gives the same metrics and saves each image's class areas for
+    the bootstrap.
     In this process (one GPU, no launcher) the cell's log is mmengine's own, in its work dir
     (the console shows its warnings and errors); under torchrun or a launcher the processes'
     output goes to ``<cell>/sweep.log``.

@@ -88,9 +88,11 @@ def resolve_grid(args):
 
 
 def keeps_per_image(config, cfg_options):
-    """Whether the config's test evaluator saves per-image statistics (PerImageIoUMetric)."""
+    """Whether the config's test evaluator can keep per-image statistics: mmseg's IoUMetric
+    (the sweep tests it as PerImageIoUMetric, the same metrics plus each image's class areas)
+    or PerImageIoUMetric itself."""
     evaluator = load_config(config, cfg_options).get('test_evaluator', {})
-    return isinstance(evaluator, dict) and evaluator.get('type') == PER_IMAGE_METRIC
+    return isinstance(evaluator, dict) and evaluator.get('type') in ('IoUMetric', PER_IMAGE_METRIC)
 
 
 def main(argv=None):

@@ -13,6 +13,5 @@ crop_size = (512, 512)  # as in the base; children that change it must also chan
 train_dataloader = dict(dataset=dict(type='CheckedADE20KDataset'))
 val_dataloader = dict(dataset=dict(type='CheckedADE20KDataset'))
 test_dataloader = val_dataloader
-# IoUMetric's metrics; with per_image_file set (the sweep sets it) each image's class areas are
-# kept for the bootstrap CI over the 2,000 validation images (mmpatch/evaluation/).
-test_evaluator = dict(type='PerImageIoUMetric', iou_metrics=['mIoU'])
+# Evaluation: mmseg's IoUMetric (mIoU). tools/sweep.py tests its cells with PerImageIoUMetric
+# (mmpatch/evaluation/: the same metrics plus each image's class areas, for the bootstrap CI).
