@@ -2,7 +2,8 @@
 
 Importing it registers the models (mmseg + mmdet MODELS), the toy dataset
 (mmseg DATASETS), the per-image IoU metric (mmseg METRICS) and the torch.load
-allow-list for mmengine checkpoints.
+allow-list for mmengine checkpoints. The opt-in fast data path registers on
+``import mmpatch.fast`` (configs/fast/).
 """
 __version__ = '0.1.0'
 

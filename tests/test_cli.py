@@ -9,7 +9,10 @@ import sys
 
 import pytest
 
-from mmpatch.engine import cli
+from mmpatch.apis import checks
+from mmpatch.apis import errors
+from mmpatch.apis import test as apis_test
+from mmpatch.apis import train as apis_train
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 SMOKE = osp.join(REPO, 'configs', 'toy', 'smoke_fcn_toy.py')
@@ -88,7 +91,7 @@ def test_missing_data_folder_is_one_line(tmp_path):
 
 def _run_cli(main, argv, capsys):
     with pytest.raises(SystemExit) as exit_info:
-        cli.run(lambda: main(argv), 'train.py')
+        errors.run(lambda: main(argv), 'train.py')
     err = capsys.readouterr().err.strip().splitlines()
     return exit_info.value.code, err
 
@@ -108,27 +111,27 @@ def test_out_label_maps_hold_class_index_plus_one(tmp_path):
     sample.gt_sem_seg = PixelData(data=torch.tensor([[[0, 7], [3, 1]]]))
     metric.process({}, [sample.to_dict()])
     assert np.array(Image.open(tmp_path / 'a.png')).tolist() == [[1, 8], [4, 2]]
-    assert 'class index + 1 for datasets with reduce_zero_label' in ' '.join(cli.test_parser().format_help().split())
+    assert 'class index + 1 for datasets with reduce_zero_label' in ' '.join(apis_test.parser().format_help().split())
 
 
 def test_bad_inputs_exit_with_one_line(tmp_path, capsys):
     no_scope = tmp_path / 'no_scope.py'
     no_scope.write_text("model = dict(type='EncoderDecoder')\n")
-    code, err = _run_cli(cli.train_main, [str(no_scope)], capsys)
+    code, err = _run_cli(apis_train.main, [str(no_scope)], capsys)
     assert code == 2 and len(err) == 1 and 'sets no default_scope' in err[0]
 
     odd_scope = tmp_path / 'odd_scope.py'
     odd_scope.write_text("default_scope = 'mmpretrain'\n")
-    code, err = _run_cli(cli.train_main, [str(odd_scope)], capsys)
+    code, err = _run_cli(apis_train.main, [str(odd_scope)], capsys)
     assert code == 2 and len(err) == 1 and "'mmpretrain' is not supported" in err[0]
 
-    code, err = _run_cli(cli.train_main, [SMOKE, '--launcher', 'srun'], capsys)
+    code, err = _run_cli(apis_train.main, [SMOKE, '--launcher', 'srun'], capsys)
     assert code == 2 and "invalid choice: 'srun'" in err[-1]
 
-    code, err = _run_cli(cli.test_main, [SMOKE, str(tmp_path / 'none.pth')], capsys)
+    code, err = _run_cli(apis_test.main, [SMOKE, str(tmp_path / 'none.pth')], capsys)
     assert code == 2 and len(err) == 1 and 'checkpoint not found' in err[0]
 
-    code, err = _run_cli(cli.train_main, [str(tmp_path / 'absent.py')], capsys)
+    code, err = _run_cli(apis_train.main, [str(tmp_path / 'absent.py')], capsys)
     assert code == 2 and len(err) == 1 and 'config file not found' in err[0]
 
 
@@ -139,11 +142,11 @@ def test_data_check_sees_coco_paths(tmp_path):
     root = tmp_path / 'toy_coco'
     (root / 'train').mkdir(parents=True)
     cfg.train_dataloader.dataset.data_root = str(root)
-    with pytest.raises(cli.CliError, match='instances_train.json .*make_toy.py coco'):
-        cli.check_data_paths(cfg, ['train_dataloader'], [], 'mmdet')
+    with pytest.raises(errors.CliError, match='instances_train.json .*make_toy.py coco'):
+        checks.check_data_paths(cfg, ['train_dataloader'], [], 'mmdet')
     cfg.val_evaluator.ann_file = str(root / 'annotations' / 'instances_val.json')
-    with pytest.raises(cli.CliError, match='val_evaluator.ann_file'):
-        cli.check_data_paths(cfg, [], ['val_evaluator'], 'mmdet')
+    with pytest.raises(errors.CliError, match='val_evaluator.ann_file'):
+        checks.check_data_paths(cfg, [], ['val_evaluator'], 'mmdet')
     os.makedirs(root / 'annotations')
     (root / 'annotations' / 'instances_train.json').write_text('{}')
-    cli.check_data_paths(cfg, ['train_dataloader'], [], 'mmdet')
+    checks.check_data_paths(cfg, ['train_dataloader'], [], 'mmdet')

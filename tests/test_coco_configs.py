@@ -1,10 +1,9 @@
 """COCO detection configs: the recipe, every config's model on a padded non-square batch,
 bf16 autocast through the detector, pyramid map sizes for any p, the toy train/test round trip
-and the detection benchmark's CPU smoke run."""
+(the detection benchmark's smoke run: tests/test_analysis_tools.py)."""
 import copy
 import glob
 import math
-import os
 import os.path as osp
 import re
 import runpy
@@ -18,9 +17,12 @@ from mmengine.registry import init_default_scope
 
 import mmpatch  # noqa: F401  (registers models, heads, the optimizer constructor)
 from mmpatch.models.backbones import patch_mamba, patch_vit
-from mmpatch.utils.synthetic_det import shrink_det_model_cfg, synthetic_det_batch
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
+# synthetic batches and tiny detector configs, shared with ``benchmark.py detection``
+_SYNTHETIC_DET = runpy.run_path(osp.join(REPO, 'tools', 'analysis', 'perfkit', 'synthetic_det.py'))
+shrink_det_model_cfg = _SYNTHETIC_DET['shrink_det_model_cfg']
+synthetic_det_batch = _SYNTHETIC_DET['synthetic_det_batch']
 COCO_DIR = osp.join(REPO, 'configs', 'coco')
 CONFIGS = sorted(glob.glob(osp.join(COCO_DIR, '*.py')))
 NAME = re.compile(r'(?P<family>vit|adventurer)_(?P<arch>[tb])_p(?P<p>\d+)_'
@@ -231,15 +233,3 @@ def test_toy_train_then_test_prints_bbox_and_segm_ap(toy_coco_root, tmp_path):
     out = test.stdout + test.stderr
     for metric in ('coco/bbox_mAP', 'coco/segm_mAP'):
         assert re.search(rf'{metric}: -?\d+\.\d+', out), out[-3000:]
-
-
-def test_bench_detection_cpu_smoke(tmp_path):
-    bench = runpy.run_path(osp.join(REPO, 'tools', 'analysis', 'bench_detection.py'))
-    rows = bench['main'](['--device', 'cpu', '--tiny', '--patch-sizes', '8', '--steps', '1',
-                          '--warmup', '0', '--out', str(tmp_path)])
-    assert len(rows) == 1 and rows[0]['patch_size'] == 8
-    assert rows[0]['pid'] != os.getpid()  # the row ran in a fresh process
-    assert rows[0]['s_per_iter'] > 0 and math.isfinite(rows[0]['loss'])
-    assert rows[0]['tokens_per_image'] == math.ceil(64 / 8) * math.ceil(96 / 8)
-    assert (tmp_path / 'bench_detection.md').read_text().startswith('| config |')
-    assert (tmp_path / 'bench_detection.json').is_file()

@@ -13,7 +13,8 @@ from mmengine.registry import DefaultScope
 from mmseg.registry import MODELS
 
 import mmpatch  # noqa: F401  (registers the models)
-from mmpatch.engine import cli
+from mmpatch.apis import test as apis_test
+from mmpatch.apis import train as apis_train
 
 REPO = Path(__file__).resolve().parents[1]
 DOC = REPO / 'docs' / 'custom_decoder.md'
@@ -71,7 +72,6 @@ def test_registered_head_builds_and_runs_from_the_doc_config(user_module):
 def test_doc_commands_run_as_written(user_module, tmp_path, monkeypatch, capsys):
     """Each command of the page, as written (the venv python, PYTHONPATH=examples, paths relative
     to the repository root), on a small toy set: data made in tmp_path, 2 iterations."""
-    from mmpatch.sweep.cells import new_mmengine_instances_dropped
     monkeypatch.chdir(REPO)
     commands = doc_commands()
     toy = [c for c in commands if 'vit_t_p8_mlp' in c or 'make_toy' in c]
@@ -89,14 +89,11 @@ def test_doc_commands_run_as_written(user_module, tmp_path, monkeypatch, capsys)
             runpy.run_path(script)['main']([*argv, '--out', str(data), '--num-train', '8', '--num-val', '2'])
         elif script == 'tools/train.py':
             assert argv == ['configs/custom/vit_t_p8_mlp.py']
-            with new_mmengine_instances_dropped():
-                cli.train_main([*argv, '--work-dir', str(work_dir), '--max-iters', '2',
-                                '--cfg-options', *roots])
+            apis_train.main([*argv, '--work-dir', str(work_dir), '--max-iters', '2', '--cfg-options', *roots])
         else:
             assert script == 'tools/test.py' and argv[1] == 'work_dirs/vit_t_p8_mlp/iter_400.pth'
             assert Config.fromfile(argv[0]).train_cfg.max_iters == 400  # the doc's checkpoint name
-            with new_mmengine_instances_dropped():
-                cli.test_main([argv[0], str(work_dir / 'iter_2.pth'), '--work-dir', str(work_dir / 'test'),
-                               '--cfg-options', *roots])
+            apis_test.main([argv[0], str(work_dir / 'iter_2.pth'), '--work-dir', str(work_dir / 'test'),
+                            '--cfg-options', *roots])
     out = capsys.readouterr().out
     assert 'mIoU' in out and 'test.py: metrics: ' in out

@@ -5,8 +5,8 @@ import torch.nn.functional as F
 from mmseg.models.losses import accuracy
 
 from mmpatch.models.heads.linear_head import LinearHead
-from mmpatch.models.utils.bilinear_matmul import bilinear_weights, resize_bilinear_matmul
-from mmpatch.models.utils.pixel_accuracy import pixel_accuracy
+from mmpatch.models.losses.bilinear_matmul import bilinear_weights, resize_bilinear_matmul
+from mmpatch.models.losses.pixel_accuracy import pixel_accuracy
 
 
 @pytest.mark.parametrize('align_corners', (False, True))

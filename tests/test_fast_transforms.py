@@ -9,9 +9,9 @@ from mmengine.config import Config
 from mmseg.datasets.transforms import PhotoMetricDistortion, RandomCrop
 
 import mmseg
-import mmpatch  # noqa: F401  (registers the transforms)
-from mmpatch.datasets.transforms import FastPhotoMetricDistortion, FastRandomCrop
-from mmpatch.datasets.transforms.fast_random_crop import label_counts
+import mmpatch.fast  # noqa: F401  (registers the transforms)
+from mmpatch.fast import FastPhotoMetricDistortion, FastRandomCrop
+from mmpatch.fast.fast_random_crop import label_counts
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -101,10 +101,12 @@ def test_label_counts_is_unique_without_the_ignored_label(dtype):
                                   np.unique(seg[::2, 1::3], return_counts=True)[1][:-1])
 
 
-def test_ade20k_pipeline_is_mmsegs_with_the_two_drop_ins():
-    ours = Config.fromfile(REPO / 'configs/_base_/datasets/ade20k.py')
+def test_ade20k_pipelines_are_mmsegs_and_mmsegs_with_the_two_drop_ins():
     mmseg_base = Config.fromfile(osp.join(osp.dirname(mmseg.__file__), '.mim/configs/_base_/datasets/ade20k.py'))
+    stock = Config.fromfile(REPO / 'configs/ade20k/vit_b_p16_linear.py')
+    assert stock.train_dataloader.dataset.pipeline == mmseg_base.train_pipeline
+    fast = Config.fromfile(REPO / 'configs/fast/vit_b_p16_linear_fast.py')
     swapped = {'RandomCrop': 'FastRandomCrop', 'PhotoMetricDistortion': 'FastPhotoMetricDistortion'}
     expected = [dict(t, type=swapped.get(t['type'], t['type'])) for t in mmseg_base.train_pipeline]
-    assert ours.train_dataloader.dataset.pipeline == expected
-    assert [t['type'] for t in ours.train_pipeline].count('FastRandomCrop') == 1
+    assert fast.train_dataloader.dataset.pipeline == expected
+    assert [t['type'] for t in fast.train_pipeline].count('FastRandomCrop') == 1

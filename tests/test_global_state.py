@@ -3,10 +3,9 @@
 Each test snapshots ``torch_settings()`` (SDPA priority order and kernel flags, cuDNN / TF32 /
 matmul precision, dynamo / inductor / functorch configuration, default dtype, grad, autocast
 and thread settings) before a forward + backward and asserts the snapshot after is identical.
-``tools/analysis/check_global_state.py`` does the same on CUDA (compiled blocks included).
+``tools/analysis/check.py global-state`` does the same on CUDA (compiled blocks included).
 """
 import copy
-import runpy
 from pathlib import Path
 
 import pytest
@@ -16,7 +15,7 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 import mmpatch.models.backbones.patch_vit as patch_vit_module
 from mmpatch.models.backbones.patch_mamba import PatchMamba
 from mmpatch.models.backbones.patch_vit import PatchViT
-from mmpatch.models.utils.sdpa_backend import ATTN_BACKENDS
+from mmpatch.models.layers.sdpa_backend import ATTN_BACKENDS
 from mmpatch.utils.torch_state import sdpa_state, set_sdpa_state, settings_diff, torch_settings
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -191,15 +190,3 @@ def test_snapshot_sees_every_switch(switch):
         torch._dynamo.config.cache_size_limit = saved['dynamo']
         torch._inductor.config.max_autotune = saved['autotune']
     assert settings_diff(before, torch_settings()) == {}
-
-
-def test_check_global_state_cpu_smoke(tmp_path):
-    tool = runpy.run_path(str(ROOT / 'tools' / 'analysis' / 'check_global_state.py'))
-    code, diffs, timing = tool['main'](['--device', 'cpu', '--tiny', '--out', str(tmp_path)])
-    assert code == 0 and set(diffs) == set(tool['CASES']) | {'all cases'}
-    assert not any(diffs.values())
-    [row] = timing
-    assert row['timm_alone_img_s'] > 0 and row['timm_after_mmpatch_img_s'] > 0
-    assert row['alone_pid'] != row['after_pid']  # alone: in a process of its own
-    assert 'unchanged' in (tmp_path / 'global_state.md').read_text()
-    assert (tmp_path / 'global_state.json').stat().st_size > 0

@@ -6,8 +6,8 @@ from mmengine.optim import build_optim_wrapper
 from mmengine.registry import init_default_scope
 
 import mmpatch  # noqa: F401
-import mmpatch.models.segmentors.host_log_encoder_decoder as host_log
-from mmpatch.models.segmentors import HostLogEncoderDecoder, host_log_vars
+import mmpatch.fast.host_log_encoder_decoder as host_log
+from mmpatch.fast import HostLogEncoderDecoder, host_log_vars
 
 from test_stacked_seg_batches import NORM, make_batch
 
@@ -25,7 +25,7 @@ def segmentor(kind):
 
 
 def test_same_step_and_log_values_as_encoder_decoder():
-    from mmpatch.datasets import stack_seg_collate
+    from mmpatch.fast import stack_seg_collate
     init_default_scope('mmseg')
     batch = stack_seg_collate(make_batch([(16, 16)] * 2, max_label=5))
     runs = []
@@ -53,7 +53,7 @@ def test_host_log_vars_copies_to_the_host_detached():
 
 
 def test_train_step_waits_for_the_log_copies_after_issuing_the_update(monkeypatch):
-    from mmpatch.datasets import stack_seg_collate
+    from mmpatch.fast import stack_seg_collate
     init_default_scope('mmseg')
     events = []
     real_copy = host_log.copy_log_vars

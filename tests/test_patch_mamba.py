@@ -8,8 +8,8 @@ import torch
 
 import mmpatch.models  # noqa: F401  (registers the models)
 from mmpatch.models.backbones.patch_mamba import PatchMamba, _flip_but_last, flips_for
-from mmpatch.models.utils.adventurer_convert import adventurer_to_patch_mamba
-from mmpatch.models.utils.checkpoint_filter import CheckpointMismatchError, load_state_dict_strict
+from mmpatch.models.weights.adventurer_convert import adventurer_to_patch_mamba
+from mmpatch.models.weights.checkpoint_filter import CheckpointMismatchError, load_state_dict_strict
 
 REPO = Path(__file__).resolve().parents[1]
 GOLDEN = REPO.parent / 'shared/reference/adventurer_golden/adventurer_golden_p4_img32_d128_depth4.pt'
@@ -91,7 +91,7 @@ def test_non_square_and_padded_input():
         micro(patch_size=33)
 
 
-def test_final_norm_on_last_out_index_only():
+def test_final_norm_on_the_last_block_only():
     x = torch.randn(1, 3, 16, 16)
     with_norm = micro(out_indices=(1, 0)).eval()
     without = micro(out_indices=(1, 0), final_norm=False).eval()
@@ -103,6 +103,10 @@ def test_final_norm_on_last_out_index_only():
     assert torch.equal(a[1], b[1])  # block 0: never normed
     assert torch.allclose(a[0], with_norm._to_map(with_norm.norm_f(tokens), hw))
     assert torch.allclose(b[0], with_norm._to_map(tokens, hw))
+    # the last out index is not the last block: no map is normed (mmseg's VisionTransformer)
+    first_only = micro(out_indices=0).eval()
+    with torch.no_grad():
+        assert torch.equal(first_only(x)[0], a[1])
 
 
 def test_with_cp_matches_outputs_and_grads():
@@ -198,15 +202,3 @@ def test_converter_tool(tmp_path):
     model.init_weights()
     assert model.pos_embed.shape == (1, 6 * 6 + 1, 32)
     assert torch.equal(model.pos_embed, saved['state_dict']['pos_embed'])
-
-
-def test_check_mamba_kernels_cpu_smoke(tmp_path, capsys):
-    report = load_tool('tools/analysis/check_mamba_kernels.py')['main'](
-        ['--device', 'cpu', '--tiny', '--patch-sizes', '16', '8', '--steps', '1', '--warmup', '0',
-         '--out', str(tmp_path)])
-    assert report['parity'].startswith('skipped') and 'CUDA' in report['parity']
-    assert [r['patch_size'] for r in report['benchmark']] == [16, 8]
-    assert all(r['status'] == 'ok' and r['resolved_impl'] == 'torch' for r in report['benchmark'])
-    for ext in ('json', 'csv', 'md'):
-        assert (tmp_path / f'check_mamba_kernels.{ext}').is_file()
-    assert 'parity: skipped' in capsys.readouterr().out

@@ -9,9 +9,9 @@ from mmengine.runner import Runner
 from mmseg.models.data_preprocessor import SegDataPreProcessor
 from torch.utils.data import Dataset
 
-import mmpatch  # noqa: F401  (registers the hook and stack_seg_collate)
-from mmpatch.engine.prefetch_batch_hook import Lookahead
-from mmpatch.models.data_preprocessors import StackedSegDataPreProcessor
+import mmpatch.fast  # noqa: F401  (registers the hook and stack_seg_collate)
+from mmpatch.fast.prefetch_batch_hook import Lookahead
+from mmpatch.fast import StackedSegDataPreProcessor
 
 from test_stacked_seg_batches import NORM, make_batch
 
@@ -70,7 +70,7 @@ def test_same_batches_and_updates_with_the_next_one_prepared_before_the_read(tmp
         events.append(('prefetch', data['data_samples'][0].index)) or real_prefetch(self, data)))
     monkeypatch.setattr(RuntimeInfoHook, 'after_train_iter', lambda self, runner, **kw: (
         events.append(('read', runner.iter)) or real_read(self, runner, **kw)))
-    from mmpatch.models.data_preprocessors import stacked_seg_data_preprocessor as module
+    from mmpatch.fast import stacked_seg_data_preprocessor as module
     computed, real_shapes = [], module._image_shapes
     monkeypatch.setattr(module, '_image_shapes',
                         lambda data: computed.append(1) or real_shapes(data))
@@ -101,7 +101,7 @@ def test_needs_an_iteration_loop_and_a_preprocessor_that_prefetches(tmp_path):
 
 def test_prefetched_result_only_for_that_batch_in_training():
     pre = StackedSegDataPreProcessor(size=(8, 8), **NORM)
-    from mmpatch.datasets import stack_seg_collate
+    from mmpatch.fast import stack_seg_collate
     batch, other = (stack_seg_collate(make_batch([(8, 8)] * 2, seed=s)) for s in (0, 1))
     pre.prefetch(batch)
     prepared = pre._prefetched[1]

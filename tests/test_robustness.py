@@ -26,7 +26,10 @@ import mmpatch  # noqa: F401  (registers hooks, datasets, models)
 from mmpatch.datasets import ToySegDataset
 from mmpatch.datasets.sample_checks import DataError, original_message
 from mmpatch.datasets.toy_scenes import coco_class_names
-from mmpatch.engine import cli
+from mmpatch.apis import errors
+from mmpatch.apis import test as apis_test
+from mmpatch.apis import train as apis_train
+from mmpatch.apis import train_options
 from mmpatch.engine.atomic_checkpoint import is_complete_checkpoint, latest_complete_checkpoint
 from mmpatch.engine.finite_loss_hook import NonFiniteLossError
 from mmpatch.engine.fsdp_wrap_policy import patch_block_wrap_policy
@@ -49,7 +52,7 @@ def toy_options(root, max_iters, interval, *extra):
 def run_cli(main, argv, capsys, prog='train.py'):
     """Exit code and stderr lines of ``tools/<prog>`` run in-process."""
     with pytest.raises(SystemExit) as exit_info:
-        cli.run(lambda: main(argv), prog)
+        errors.run(lambda: main(argv), prog)
     return exit_info.value.code, capsys.readouterr().err.strip().splitlines()
 
 
@@ -156,14 +159,14 @@ def test_resume_falls_back_to_newest_complete_checkpoint(tmp_path):
     (tmp_path / 'iter_6.pth').write_bytes(whole[:len(whole) // 2])  # killed while writing
     (tmp_path / 'last_checkpoint').write_text(str(tmp_path / 'iter_6.pth'))
     cfg = Config(dict(work_dir=str(tmp_path), load_from=None))
-    cli.set_resume(cfg, 'auto')
+    train_options.set_resume(cfg, 'auto')
     assert cfg.resume and cfg.load_from == str(tmp_path / 'iter_4.pth')
     (tmp_path / 'last_checkpoint').write_text('')  # killed while writing the pointer
     assert latest_complete_checkpoint(str(tmp_path)) == str(tmp_path / 'iter_4.pth')
     empty = tmp_path / 'empty'
     empty.mkdir()
     cfg = Config(dict(work_dir=str(empty), load_from='pretrained.pth'))
-    cli.set_resume(cfg, 'auto')  # nothing to resume: a fresh start from the config's load_from
+    train_options.set_resume(cfg, 'auto')  # nothing to resume: a fresh start from the config's load_from
     assert not cfg.resume and cfg.load_from == 'pretrained.pth'
 
 
@@ -317,7 +320,7 @@ def test_corrupt_image_stops_train_py_with_one_line(toy_seg_root, tmp_path, caps
     root = copy_toy(toy_seg_root, tmp_path)
     bad = root / 'images' / 'training' / 'toy_00005.png'
     bad.write_bytes(b'\x89PNG truncated')
-    code, err = run_cli(cli.train_main, [VIT, '--work-dir', str(tmp_path / 'w'),
+    code, err = run_cli(apis_train.main, [VIT, '--work-dir', str(tmp_path / 'w'),
                                          *toy_options(root, 1, 1, 'train_dataloader.batch_size=16',
                                                       'experiment_name=corrupt')], capsys)
     assert code == 2 and 'Traceback' not in '\n'.join(err)
@@ -333,7 +336,7 @@ def test_checkpoint_of_another_width_lists_keys(toy_seg_root, tmp_path, capsys):
     ckpt = tmp_path / 'wide.pth'
     with DefaultScope.overwrite_default_scope('mmseg'):
         torch.save({'state_dict': MODELS.build(cfg.model).state_dict()}, ckpt)
-    code, err = run_cli(cli.test_main, [VIT, str(ckpt), '--work-dir', str(tmp_path / 'w'), '--cfg-options',
+    code, err = run_cli(apis_test.main, [VIT, str(ckpt), '--work-dir', str(tmp_path / 'w'), '--cfg-options',
                                         f'test_dataloader.dataset.data_root={toy_seg_root}'], capsys, 'test.py')
     assert code == 2 and 'Traceback' not in '\n'.join(err)
     start = next(i for i, line in enumerate(err) if line.startswith('test.py: error: '))
@@ -372,7 +375,7 @@ def test_cuda_out_of_memory_suggests_fixes(toy_seg_root, tmp_path, monkeypatch, 
         raise torch.cuda.OutOfMemoryError('CUDA out of memory. Tried to allocate 20.00 GiB')
 
     monkeypatch.setattr(PatchViT, 'forward', forward)
-    code, err = run_cli(cli.train_main, [VIT, '--work-dir', str(tmp_path / 'w'),
+    code, err = run_cli(apis_train.main, [VIT, '--work-dir', str(tmp_path / 'w'),
                                          *toy_options(toy_seg_root, 1, 1, 'experiment_name=oom')], capsys)
     assert code == 1 and 'Traceback' not in '\n'.join(err)
     line = err[-1]
@@ -384,10 +387,10 @@ def test_cuda_out_of_memory_suggests_fixes(toy_seg_root, tmp_path, monkeypatch, 
 
 def test_nan_loss_stops_naming_iteration_and_last_checkpoint(toy_seg_root, tmp_path, capsys):
     work_dir = str(tmp_path / 'w')
-    cli.train_main([VIT, '--work-dir', work_dir, *toy_options(toy_seg_root, 2, 2, 'experiment_name=nan1')])
+    apis_train.main([VIT, '--work-dir', work_dir, *toy_options(toy_seg_root, 2, 2, 'experiment_name=nan1')])
     capsys.readouterr()
     # resumed with a loss that is NaN from the first step on (as a diverged run would be)
-    code, err = run_cli(cli.train_main, [VIT, '--work-dir', work_dir, '--resume', *toy_options(
+    code, err = run_cli(apis_train.main, [VIT, '--work-dir', work_dir, '--resume', *toy_options(
         toy_seg_root, 4, 2, 'model.decode_head.loss_decode.loss_weight=nan', 'experiment_name=nan2')], capsys)
     ckpt = osp.join(work_dir, 'iter_2.pth')
     assert code == 1 and 'Traceback' not in '\n'.join(err)

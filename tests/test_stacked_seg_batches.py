@@ -10,8 +10,8 @@ from mmengine.structures import PixelData
 from mmseg.models.data_preprocessor import SegDataPreProcessor
 from mmseg.structures import SegDataSample
 
-from mmpatch.datasets import stack_seg_collate
-from mmpatch.models.data_preprocessors import StackedSegDataPreProcessor
+from mmpatch.fast import stack_seg_collate
+from mmpatch.fast import StackedSegDataPreProcessor
 
 NORM = dict(mean=[123.675, 116.28, 103.53], std=[58.395, 57.12, 57.375], bgr_to_rgb=True,
             pad_val=0, seg_pad_val=255)
@@ -133,14 +133,14 @@ def test_registered_for_configs():
 
 
 def test_ade20k_config_trains_on_stacked_batches(tmp_path):
-    """The ADE20K configs' train loader (stack_seg_collate by name) and model preprocessor."""
+    """The fast ADE20K config's train loader (stack_seg_collate by name) and model preprocessor."""
     import cv2
     import numpy as np
     from mmengine.config import Config
     from mmengine.runner import Runner
     from mmseg.registry import MODELS
 
-    import mmpatch  # noqa: F401  (as the configs' custom_imports)
+    import mmpatch.fast  # noqa: F401  (as the config's custom_imports)
     root = tmp_path / 'ade'
     rng = np.random.default_rng(0)
     for sub, shape, high in (('images', (48, 64, 3), 256), ('annotations', (48, 64), 151)):
@@ -149,7 +149,7 @@ def test_ade20k_config_trains_on_stacked_batches(tmp_path):
             suffix = 'jpg' if sub == 'images' else 'png'
             cv2.imwrite(str(root / sub / 'training' / f'ADE_train_{i}.{suffix}'),
                         rng.integers(0, high, shape, dtype=np.uint8))
-    cfg = Config.fromfile('configs/ade20k/vit_t_p16_linear.py')
+    cfg = Config.fromfile('configs/fast/vit_b_p16_linear_fast.py')
     init_default_scope('mmseg')
     cfg.train_dataloader.dataset.data_root = str(root)
     cfg.train_dataloader.update(batch_size=2, num_workers=0, persistent_workers=False)
@@ -160,23 +160,3 @@ def test_ade20k_config_trains_on_stacked_batches(tmp_path):
     for sample in data['data_samples']:
         assert sample.gt_sem_seg.data.dtype == torch.int64 and sample.gt_sem_seg.shape == (512, 512)
         assert set(sample.gt_sem_seg.data.unique().tolist()) <= set(range(150)) | {255}
-
-
-def test_prefetch_copies_the_batchs_tensors_only():
-    # the side-stream copy of prefetch (GPU): tensors in dicts, lists and tuples move, data
-    # samples stay for cast_data; 'meta' stands in for the GPU here
-    from collections import namedtuple
-    from mmpatch.models.data_preprocessors.stacked_seg_data_preprocessor import _tensors_to
-    Pair = namedtuple('Pair', 'x y')
-    sample = SegDataSample(gt_sem_seg=PixelData(data=torch.zeros(1, 2, 2)))
-    data = dict(inputs=torch.ones(2, 3, 4, 4), img_shapes=[(4, 4), (4, 4)], data_samples=[sample],
-                gt_sem_seg=dict(data=torch.zeros(2, 1, 4, 4), dtype=torch.int64),
-                pair=Pair(torch.ones(1), 3))
-    copies = []
-    out = _tensors_to(data, torch.device('meta'), copies)
-    assert len(copies) == 3 and all(t.is_meta for t in copies)
-    assert out['inputs'].is_meta and out['gt_sem_seg']['data'].is_meta
-    assert out['gt_sem_seg']['dtype'] is torch.int64 and out['img_shapes'] == [(4, 4), (4, 4)]
-    assert isinstance(out['pair'], Pair) and out['pair'].x.is_meta and out['pair'].y == 3
-    assert out['data_samples'][0] is sample and not sample.gt_sem_seg.data.is_meta
-    assert not data['inputs'].is_meta  # the batch itself is left as it was

@@ -11,8 +11,10 @@ import sys
 import numpy as np
 import pytest
 
+from mmpatch.apis.config import load_config
 from mmpatch.sweep import report
-from mmpatch.sweep.cells import NO_TRAIN_VAL, cell_args, make_cells
+from mmpatch.sweep.cells import NO_TRAIN_VAL, cell_runs, command_line, make_cells
+from mmpatch.utils.errors import UserError
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 CELLS = ['configs/toy/vit_t_p8_linear.py', 'configs/toy/vit_t_p8_upernet.py']
@@ -24,6 +26,11 @@ def _sweep(work_dir, data_root, *extra, configs=CELLS):
     cmd = [sys.executable, 'tools/sweep.py', *configs, '--work-dir', str(work_dir),
            '--iters-scale', SHORT, *extra, '--cfg-options', *opts]
     return subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600)
+
+
+def _train_log(cell_dir):
+    """The text of the cell's training logs (mmengine's <cell>/<stamp>/<stamp>.log)."""
+    return ''.join(open(p).read() for p in sorted(glob.glob(osp.join(cell_dir, '2*', '2*.log'))))
 
 
 def _rows(work_dir):
@@ -62,9 +69,9 @@ def test_report_reads_what_the_tools_wrote(finished_sweep):
     text = open(osp.join(work_dir, 'results.md')).read()
     assert '## Verdicts' in text and '| 8 | 2 |' in text and 'majority class' in text
     assert 'cells not converged' in stdout and 'results.png' in stdout
-    # a cell's log lines go to its sweep.log, not to the console
+    # a cell's log lines go to its own log file (mmengine's, in its work dir), not to the console
     assert 'training from the start' not in stdout
-    assert 'training from the start' in open(osp.join(work_dir, 'vit_t_p8_upernet', 'seed1', 'sweep.log')).read()
+    assert 'training from the start' in _train_log(osp.join(work_dir, 'vit_t_p8_upernet', 'seed1'))
 
 
 def test_seeds_change_the_result(finished_sweep):
@@ -78,17 +85,15 @@ def test_the_seed_sets_initialisation_and_data_order(toy_seg_root):
     from mmengine.runner import Runner
 
     import mmpatch  # noqa: F401
-    from mmpatch.sweep.cells import new_mmengine_instances_dropped
 
     def first_draws(seed):
         cfg = Config.fromfile(osp.join(REPO, CELLS[0]))
         cfg.merge_from_dict({'randomness.seed': seed,
                              'train_dataloader.dataset.data_root': str(toy_seg_root)})
         cfg.work_dir = '/tmp/mmpatch_seed_check'
-        with new_mmengine_instances_dropped():
-            runner = Runner.from_cfg(cfg)
-            sampler_seed = runner.build_dataloader(cfg.train_dataloader).sampler.seed
-            weight = next(runner.model.parameters()).detach().flatten()[:8].clone()
+        runner = Runner.from_cfg(cfg)
+        sampler_seed = runner.build_dataloader(cfg.train_dataloader).sampler.seed
+        weight = next(runner.model.parameters()).detach().flatten()[:8].clone()
         return sampler_seed, weight
 
     (s0, w0), (s0b, w0b), (s1, w1) = first_draws(0), first_draws(0), first_draws(1)
@@ -107,7 +112,7 @@ def test_finished_cells_are_skipped_and_a_half_done_cell_resumes(finished_sweep,
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert '3 already done' in proc.stdout and 'vit_t_p8_upernet/seed1' in proc.stdout
     assert before == {p: osp.getmtime(p) for p in before}
-    assert 'Resuming' in (cell / 'sweep.log').read_text() or 'resumed' in (cell / 'sweep.log').read_text()
+    assert 'resumed' in _train_log(str(cell))
     assert len(_rows(work_dir)) == 4
 
 
@@ -116,8 +121,8 @@ def test_bad_sweep_inputs_fail_clearly(tmp_path):
         make_cells(['nope.py'], [0], str(tmp_path))
     with pytest.raises(ValueError, match='distinct seeds'):
         make_cells([osp.join(REPO, CELLS[0])], [1, 1], str(tmp_path))
-    with pytest.raises(ValueError, match='key=value'):
-        report.load_config(osp.join(REPO, CELLS[0]), ['no_equals_sign'])
+    with pytest.raises(UserError, match='key=value'):
+        load_config(osp.join(REPO, CELLS[0]), ['no_equals_sign'])
     proc = subprocess.run([sys.executable, 'tools/sweep.py', '--backbones', 'vit_t'], cwd=REPO,
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode != 0 and 'a grid needs --config-dir --patch-sizes --heads' in proc.stderr
@@ -149,12 +154,20 @@ def test_majority_class_miou_matches_its_definition():
 @pytest.mark.parametrize('train_val,per_image,scale', [(True, True, 2.0), (False, False, None)])
 def test_cell_arguments(tmp_path, train_val, per_image, scale):
     (cell,) = make_cells([osp.join(REPO, CELLS[0])], [3], str(tmp_path))
-    train, test = cell_args(cell, ['a=1'], scale, train_val, per_image)
+    train_kwargs, test_kwargs = cell_runs(cell, ['a=1'], scale, train_val, per_image)
+    assert train_kwargs['resume'] == 'auto' and train_kwargs['iters_scale'] == scale
+    assert test_kwargs['work_dir'] == osp.join(cell.work_dir, 'test')
+    # the same runs as command lines (torchrun, launchers)
+    train, test = command_line(train_kwargs), command_line(test_kwargs, 'ckpt.pth')
     assert 'randomness.seed=3' in train and 'randomness.seed=3' in test and 'a=1' in test
     assert (NO_TRAIN_VAL in train) is (not train_val) and NO_TRAIN_VAL not in test
     assert ('--iters-scale' in train) is (scale is not None) and '--iters-scale' not in test
     assert any('per_image_file' in a for a in test) is per_image
     assert '--resume' in train and test[test.index('--work-dir') + 1] == osp.join(cell.work_dir, 'test')
+    assert test[:2] == [cell.config, 'ckpt.pth']
+    # each run names its mmengine global instances (logger, visualizer) after the cell
+    assert 'experiment_name=vit_t_p8_linear_seed3_train' in train
+    assert 'visualizer.name=vit_t_p8_linear_seed3_test' in test
 
 
 def test_worker_processes_give_the_same_result(finished_sweep, toy_seg_root, tmp_path):
@@ -173,7 +186,7 @@ def test_in_process_cell_failure_names_the_problem(tmp_path):
     proc = _sweep(tmp_path, tmp_path / 'no_such_data', '--seeds', '0')
     assert proc.returncode != 0
     assert 'vit_t_p8_linear/seed0 failed: train failed: dataset path not found' in proc.stderr
-    assert 'sweep.log' in proc.stderr and 'Traceback' not in proc.stderr
+    assert 'Traceback' not in proc.stderr
 
 
 def test_unfinished_cells_are_named_under_the_report(finished_sweep, tmp_path):

@@ -9,10 +9,10 @@ import torch
 import torch.nn.functional as F
 from mmseg.models.losses import CrossEntropyLoss
 
-import mmpatch.models.utils.upsample_cross_entropy as fce
+import mmpatch.models.losses.upsample_cross_entropy as fce
 from mmpatch.models.heads.linear_head import LinearHead
-from mmpatch.models.utils.pixel_accuracy import pixel_accuracy
-from mmpatch.models.utils.upsample_cross_entropy import (_column_taps, dot_precision,
+from mmpatch.models.losses.pixel_accuracy import pixel_accuracy
+from mmpatch.models.losses.upsample_cross_entropy import (_column_taps, dot_precision,
                                                          fused_ce_supported, upsample_cross_entropy)
 
 pytest.importorskip('triton')
@@ -149,8 +149,8 @@ import glob, os, subprocess, tempfile
 import triton
 from triton.backends.compiler import GPUTarget
 from triton.compiler import ASTSource
-from mmpatch.models.utils.upsample_ce_kernel import upsample_ce_kernel
-from mmpatch.models.utils.upsample_cross_entropy import BLOCK_C, BLOCK_X, NUM_WARPS, _register_limit
+from mmpatch.models.losses.upsample_ce_kernel import upsample_ce_kernel
+from mmpatch.models.losses.upsample_cross_entropy import BLOCK_C, BLOCK_X, NUM_WARPS, _register_limit
 PRECISION = {precision!r}
 signature = dict(rows_ptr='*fp32', label_ptr='*i64', lo_ptr='*i32', hi_ptr='*i32', a_ptr='*fp32',
                  b_ptr='*fp32', k0_ptr='*i32', grad_rows_ptr='*fp32', loss_ptr='*fp32',

@@ -1,10 +1,9 @@
 """Every class of user mistake ends in one line ``<tool>: error: ...`` naming the file / key /
 value and the fix, exit code 2, no traceback (docs/robustness.md, "Errors and their messages").
 
-The tools run in-process (``cli.run`` on the ``main`` functions, as tools/train.py and
+The tools run in-process (``errors.run`` on the ``main`` functions, as tools/train.py and
 tools/test.py call them) on the toy ViT p8 config and a copy of the small session toy set.
 """
-import contextlib
 import logging
 import os
 import shutil
@@ -14,11 +13,14 @@ import pytest
 import torch
 from mmengine.config import Config
 from mmengine.registry import DefaultScope
-from mmengine.utils import ManagerMixin
 from PIL import Image
 
 import mmpatch  # noqa: F401  (registers the models)
-from mmpatch.engine import cli
+from mmpatch.apis import checks
+from mmpatch.apis import errors
+from mmpatch.apis import runner as apis_runner
+from mmpatch.apis import test as apis_test
+from mmpatch.apis import train as apis_train
 from mmpatch.utils.errors import ConfigValueError
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -27,30 +29,10 @@ UPERNET = os.path.join(REPO, 'configs', 'toy', 'vit_t_p8_upernet.py')
 SHORT = ['train_cfg.max_iters=1', 'train_cfg.val_interval=1', 'default_hooks.checkpoint.interval=1']
 
 
-@contextlib.contextmanager
-def instances_dropped():
-    """Forget the mmengine global instances (logger, visualizer, ...) a run makes in-process."""
-    def classes():
-        todo, out = [ManagerMixin], []
-        while todo:
-            out.append(todo.pop())
-            todo.extend(out[-1].__subclasses__())
-        return out
-    before = {c: set(c._instance_dict) for c in classes()}
-    try:
-        yield
-    finally:
-        for c in classes():
-            for name in set(c._instance_dict) - before.get(c, set()):
-                for handler in list(getattr(c._instance_dict.pop(name), 'handlers', [])):
-                    if isinstance(handler, logging.FileHandler):
-                        handler.close()
-
-
 def tool(main, argv, capsys, prog='train.py'):
     """(exit code, the error line) of a tool run that fails; asserts the one-line contract."""
-    with instances_dropped(), pytest.raises(SystemExit) as info:
-        cli.run(lambda: main(argv), prog, argv)
+    with pytest.raises(SystemExit) as info:
+        errors.run(lambda: main(argv), prog, argv)
     err = capsys.readouterr().err
     assert 'Traceback' not in err, err
     line = err.strip().splitlines()[-1]
@@ -80,45 +62,45 @@ def checkpoint(tmp_path):
 def test_config_that_does_not_load_names_file_and_line(tmp_path, capsys):
     broken = tmp_path / 'broken.py'
     broken.write_text(f"_base_ = '{VIT}'\nmodel = dict(backbone=dict(patch_size=4)\n")
-    code, line = tool(cli.train_main, [str(broken)], capsys)
+    code, line = tool(apis_train.main, [str(broken)], capsys)
     assert code == 2 and f'cannot load config {broken}, line 2: SyntaxError: ' in line
     assert 'model = dict(backbone=dict(patch_size=4)' in line
 
     child = tmp_path / 'child.py'  # the broken file is a base: the base is named
     child.write_text("_base_ = './broken.py'\n")
-    code, line = tool(cli.train_main, [str(child)], capsys)
+    code, line = tool(apis_train.main, [str(child)], capsys)
     assert f'cannot load config {broken}, line 2 (a base of {child}): SyntaxError' in line
 
     undefined = tmp_path / 'undefined.py'
     undefined.write_text(f"_base_ = '{VIT}'\n\nmodel = dict(backbone=dict(patch_size=p))\n")
-    code, line = tool(cli.test_main, [str(undefined), 'x.pth'], capsys, 'test.py')
+    code, line = tool(apis_test.main, [str(undefined), 'x.pth'], capsys, 'test.py')
     assert code == 2 and f"{undefined}, line 3: NameError: name 'p' is not defined" in line
 
     no_base = tmp_path / 'no_base.py'
     no_base.write_text("_base_ = './nope.py'\n")
-    code, line = tool(cli.train_main, [str(no_base)], capsys)
+    code, line = tool(apis_train.main, [str(no_base)], capsys)
     assert f"cannot load config {no_base}: its _base_ {tmp_path / 'nope.py'} does not exist" in line
 
     no_module = tmp_path / 'no_module.py'
     no_module.write_text(f"_base_ = '{VIT}'\ncustom_imports = dict(imports=['mmpatch', 'my_decoderz'])\n")
-    code, line = tool(cli.train_main, [str(no_module)], capsys)
+    code, line = tool(apis_train.main, [str(no_module)], capsys)
     assert "custom_imports names 'my_decoderz', which cannot be imported" in line
 
-    code, line = tool(cli.train_main, [VIT.replace('linear', 'linaer')], capsys)
+    code, line = tool(apis_train.main, [VIT.replace('linear', 'linaer')], capsys)
     assert code == 2 and 'config file not found: ' in line and f'nearest: {os.path.dirname(VIT)}' in line
 
 
 def test_misspelt_type_in_a_config_names_key_and_nearest(tmp_path, capsys):
     cfg = tmp_path / 'typo.py'
     cfg.write_text(f"_base_ = '{VIT}'\nmodel = dict(decode_head=dict(type='LinearHaed'))\n")
-    code, line = tool(cli.train_main, [str(cfg)], capsys)
+    code, line = tool(apis_train.main, [str(cfg)], capsys)
     assert code == 2 and f"config {cfg}: model.decode_head.type='LinearHaed' is not registered" in line
     assert 'nearest: LinearHead' in line
 
 
 # ----------------------------------------------------------------------------- --cfg-options
 def test_unknown_cfg_options_keys_are_listed_with_the_nearest(tmp_path, capsys):
-    code, line = tool(cli.train_main, [VIT, '--cfg-options', 'train_cfg.max_iterz=5',
+    code, line = tool(apis_train.main, [VIT, '--cfg-options', 'train_cfg.max_iterz=5',
                                        'model.backbone.patchsize=4', 'randomness.determinstic=True',
                                        'default_hooks.loger.interval=1', 'train_cgf.max_iters=5'], capsys)
     assert code == 2 and line.startswith('train.py: error: unknown keys in --cfg-options: ')
@@ -130,7 +112,7 @@ def test_unknown_cfg_options_keys_are_listed_with_the_nearest(tmp_path, capsys):
         assert f'{key} (' in line and f'nearest: {nearest}' in line, key
     assert "train_cfg is an IterBasedTrainLoop, which has no argument 'max_iterz'" in line
     # keys the config lacks but its classes take are fine (checked up to the data check)
-    code, line = tool(cli.train_main, [VIT, '--work-dir', str(tmp_path / 'w'), '--cfg-options',
+    code, line = tool(apis_train.main, [VIT, '--work-dir', str(tmp_path / 'w'), '--cfg-options',
                                        'model.backbone.with_cp=True', 'train_cfg.val_begin=5',
                                        'train_dataloader.pin_memory=True', 'experiment_name=x',
                                        *data_options(tmp_path / 'nowhere')], capsys)
@@ -138,20 +120,20 @@ def test_unknown_cfg_options_keys_are_listed_with_the_nearest(tmp_path, capsys):
 
 
 def test_bad_cfg_options_values_name_key_value_and_type(capsys):
-    code, line = tool(cli.train_main, [VIT, '--cfg-options', 'train_cfg.max_iters=abc',
+    code, line = tool(apis_train.main, [VIT, '--cfg-options', 'train_cfg.max_iters=abc',
                                        'optim_wrapper.optimizer.lr=x', 'model.type=EncoderDecoderr'], capsys)
     assert code == 2 and line.startswith('train.py: error: bad values in --cfg-options: ')
     assert "train_cfg.max_iters=abc (expected an integer: the config has 400; got the text 'abc')" in line
     assert 'optim_wrapper.optimizer.lr=x (expected a number: the config has 0.001' in line
     assert 'model.type=EncoderDecoderr (not a name in the mmseg MODELS registry; nearest: EncoderDecoder' in line
     # a top-level variable of the config file: substituted at load time, so the option would do nothing
-    code, line = tool(cli.train_main, [VIT, '--cfg-options', 'crop_size=(16,16)'], capsys)
+    code, line = tool(apis_train.main, [VIT, '--cfg-options', 'crop_size=(16,16)'], capsys)
     assert code == 2 and line.startswith('train.py: error: option without effect in --cfg-options: '
                                          'crop_size=(16, 16) (crop_size is a variable of the config file: ')
     assert 'keys that hold it: model.data_preprocessor.size, model.backbone.img_size' in line
     # an item without '=': argparse's usage error (its own two lines, exit 2)
     with pytest.raises(SystemExit) as info:
-        cli.run(lambda: cli.train_main([VIT, '--cfg-options', 'train_cfg.max_iters']), 'train.py')
+        errors.run(lambda: apis_train.main([VIT, '--cfg-options', 'train_cfg.max_iters']), 'train.py')
     err = capsys.readouterr().err
     assert info.value.code == 2 and "'train_cfg.max_iters' is not key=value" in err.splitlines()[-1]
 
@@ -165,8 +147,8 @@ def test_patch_size_that_does_not_fit_the_crop(p, problem, checkpoint, capsys):
                 + '(model.backbone.img_size); valid patch sizes: 1, 2, 4, 8, 16, 32; fix: --cfg-options '
                 'model.backbone.patch_size=')
     option = ['--cfg-options', f'model.backbone.patch_size={p}']
-    for main, argv, prog in ((cli.train_main, [VIT, *option], 'train.py'),
-                             (cli.test_main, [VIT, str(checkpoint), *option], 'test.py')):
+    for main, argv, prog in ((apis_train.main, [VIT, *option], 'train.py'),
+                             (apis_test.main, [VIT, str(checkpoint), *option], 'test.py')):
         code, line = tool(main, argv, capsys, prog)
         assert code == 2 and expected in line, line
     if p == 3:
@@ -190,12 +172,12 @@ def test_detection_keeps_patch_sizes_that_do_not_divide_its_padding():
     PatchViT(arch=dict(embed_dims=16, num_layers=1, num_heads=2), patch_size=12, img_size=800)
     cfg = Config.fromfile(os.path.join(REPO, 'configs', 'toy', 'vit_t_p8_mask_rcnn_toy.py'))
     cfg.model.backbone.patch_size = cfg.model.neck.in_stride = 12
-    cli.check_patch_sizes(cfg, 'mmdet')
+    checks.check_patch_sizes(cfg, 'mmdet')
     assert 'does not divide the 64x64 crop' in patch_size_error(12, 64)
 
 
 def test_neck_stride_must_follow_the_patch_size(capsys):
-    code, line = tool(cli.train_main, [UPERNET, '--cfg-options', 'model.backbone.patch_size=4'], capsys)
+    code, line = tool(apis_train.main, [UPERNET, '--cfg-options', 'model.backbone.patch_size=4'], capsys)
     assert code == 2 and 'model.neck.in_stride=8 differs from model.backbone.patch_size=4' in line
     assert line.endswith('fix: --cfg-options model.neck.in_stride=4 (leaf configs set both from one patch_size)')
 
@@ -206,7 +188,7 @@ def test_empty_split_names_the_folder(split, toy_seg_root, tmp_path, capsys):
     root = copy_toy(toy_seg_root, tmp_path)
     for name in os.listdir(root / 'images' / split):
         os.remove(root / 'images' / split / name)
-    code, line = tool(cli.train_main, [VIT, '--work-dir', str(tmp_path / 'w'), '--cfg-options',
+    code, line = tool(apis_train.main, [VIT, '--work-dir', str(tmp_path / 'w'), '--cfg-options',
                                        *data_options(root), *SHORT], capsys)
     assert code == 2 and line == (f'train.py: error: ToySegDataset: the image folder {root}/images/{split} is '
                                   'empty; fix: put the images (and their label maps) there, or point '
@@ -219,7 +201,7 @@ def test_images_of_another_suffix_name_suffix_and_fix(tmp_path, capsys):
     root = tmp_path / 'toy_jpg'
     runpy.run_path(os.path.join(REPO, 'tools', 'data', 'make_toy.py'))['main'](
         ['seg', '--out', str(root), '--num-train', '4', '--num-val', '2', '--image-format', 'jpg'])
-    code, line = tool(cli.train_main, [VIT, '--work-dir', str(tmp_path / 'w'), '--cfg-options',
+    code, line = tool(apis_train.main, [VIT, '--work-dir', str(tmp_path / 'w'), '--cfg-options',
                                        *data_options(root), *SHORT], capsys)
     assert code == 2 and (f"ToySegDataset: no '*.png' images in {root}/images/training (img_suffix='.png'); "
                           "it holds 4 '.jpg' files; fix: set the dataset's img_suffix='.jpg'") in line
@@ -231,7 +213,7 @@ def test_label_map_of_another_size_names_the_file(toy_seg_root, tmp_path, capsys
     root = copy_toy(toy_seg_root, tmp_path)
     bad = root / 'annotations' / 'training' / 'toy_00003.png'
     Image.fromarray(np.ones((60, 64), np.uint8)).save(bad)
-    code, line = tool(cli.train_main, [VIT, '--work-dir', str(tmp_path / 'w'), '--cfg-options',
+    code, line = tool(apis_train.main, [VIT, '--work-dir', str(tmp_path / 'w'), '--cfg-options',
                                        *data_options(root), *SHORT, 'train_dataloader.batch_size=16'], capsys)
     assert code == 2 and f'ToySegDataset: label map {bad} is 60x64 but its image ' in line
     assert f'{root}/images/training/toy_00003.png is 64x64 (sample ' in line and "fix: give the label map" in line
@@ -241,7 +223,7 @@ def test_image_without_its_label_map_is_found_before_training(toy_seg_root, tmp_
     root = copy_toy(toy_seg_root, tmp_path)
     ann = root / 'annotations' / 'validation'
     os.rename(ann / 'toy_00001.png', ann / 'toy_0001.png')  # a name that no longer matches its image
-    code, line = tool(cli.train_main, [VIT, '--work-dir', str(tmp_path / 'w'), '--cfg-options',
+    code, line = tool(apis_train.main, [VIT, '--work-dir', str(tmp_path / 'w'), '--cfg-options',
                                        *data_options(root), *SHORT], capsys)
     assert code == 2 and line == (
         f'train.py: error: ToySegDataset: 1 of 4 images have no label map: no {ann}/toy_00001.png for '
@@ -254,10 +236,10 @@ def test_head_with_fewer_classes_than_the_dataset(toy_seg_root, tmp_path, checkp
     option = [*data_options(toy_seg_root), 'model.decode_head.num_classes=5']
     expected = ('model.decode_head.num_classes=5 but the dataset (ToySegDataset, {}) has 8 classes; '
                 'fix: --cfg-options model.decode_head.num_classes=8')
-    code, line = tool(cli.train_main, [VIT, '--work-dir', str(tmp_path / 'w'), '--cfg-options', *option,
+    code, line = tool(apis_train.main, [VIT, '--work-dir', str(tmp_path / 'w'), '--cfg-options', *option,
                                        *SHORT], capsys)
     assert code == 2 and line.endswith(expected.format('train_dataloader'))
-    code, line = tool(cli.test_main, [VIT, str(checkpoint), '--work-dir', str(tmp_path / 't'),
+    code, line = tool(apis_test.main, [VIT, str(checkpoint), '--work-dir', str(tmp_path / 't'),
                                       '--cfg-options', *option], capsys, 'test.py')
     assert code == 2 and line.endswith(expected.format('test_dataloader'))
 
@@ -267,7 +249,7 @@ def test_toy_set_of_another_class_count_names_both_and_the_keys(tmp_path, capsys
     root = tmp_path / 'toy6'
     runpy.run_path(os.path.join(REPO, 'tools', 'data', 'make_toy.py'))['main'](
         ['seg', '--out', str(root), '--num-train', '4', '--num-val', '2', '--num-classes', '6'])
-    code, line = tool(cli.train_main, [VIT, '--work-dir', str(tmp_path / 'w'), '--cfg-options',
+    code, line = tool(apis_train.main, [VIT, '--work-dir', str(tmp_path / 'w'), '--cfg-options',
                                        *data_options(root), *SHORT], capsys)
     assert code == 2 and line == (
         f'train.py: error: ToySegDataset: {root} was generated with num_classes=6 but the dataset config '
@@ -291,8 +273,8 @@ def test_unusable_checkpoint_files_are_named(checkpoint, tmp_path, capsys):
     for name in (*problems, 'list', 'weights', 'missing'):
         path = tmp_path / f'{name}.pth'
         for main, argv, prog, flag in (
-                (cli.test_main, [VIT, str(path)], 'test.py', 'test.py CHECKPOINT'),
-                (cli.train_main, [VIT, '--work-dir', str(tmp_path / 'w'), '--resume', str(path)], 'train.py',
+                (apis_test.main, [VIT, str(path)], 'test.py', 'test.py CHECKPOINT'),
+                (apis_train.main, [VIT, '--work-dir', str(tmp_path / 'w'), '--resume', str(path)], 'train.py',
                  '--resume')):
             if name == 'weights' and prog == 'test.py':
                 continue  # weights alone are a fine checkpoint to test
@@ -316,7 +298,7 @@ def test_training_into_a_work_dir_with_checkpoints_stops(tmp_path, capsys):
     work_dir.mkdir()
     (work_dir / 'iter_10.pth').write_bytes(b'earlier run')
     (work_dir / 'last_checkpoint').write_text(str(work_dir / 'iter_10.pth'))
-    code, line = tool(cli.train_main, [VIT, '--work-dir', str(work_dir)], capsys)
+    code, line = tool(apis_train.main, [VIT, '--work-dir', str(work_dir)], capsys)
     assert code == 2 and line == (f'train.py: error: work dir {work_dir} already holds checkpoints '
                                   '(iter_10.pth, last_checkpoint): training again would overwrite them and '
                                   'mix two runs; fix: --resume to continue that run, or --work-dir '
@@ -332,7 +314,7 @@ def test_debug_shows_the_traceback_and_bugs_keep_theirs(tmp_path, monkeypatch, c
         if env:
             monkeypatch.setenv('MMPATCH_DEBUG', env)
         with pytest.raises(SystemExit) as info:
-            cli.run(lambda: cli.train_main(argv + extra), 'train.py', argv + extra)
+            errors.run(lambda: apis_train.main(argv + extra), 'train.py', argv + extra)
         err = capsys.readouterr().err
         assert info.value.code == 2 and 'Traceback' in err and 'check_cfg_options' in err
         assert err.strip().splitlines()[-1].startswith('train.py: error: unknown key in --cfg-options')
@@ -341,7 +323,7 @@ def test_debug_shows_the_traceback_and_bugs_keep_theirs(tmp_path, monkeypatch, c
     def bug(argv):
         raise KeyError('a bug, not a user error')
     with pytest.raises(KeyError, match='a bug'):  # re-raised as it is: Python prints its traceback
-        cli.run(lambda: bug(argv), 'train.py', argv)
+        errors.run(lambda: bug(argv), 'train.py', argv)
 
 
 def test_make_toy_errors_exit_2(tmp_path, capsys):
@@ -356,7 +338,7 @@ def test_make_toy_errors_exit_2(tmp_path, capsys):
 
 
 def test_quiet_console_keeps_the_dumps_in_the_log_file_only():
-    quiet = cli.QuietConsole()
+    quiet = apis_runner.QuietConsole()
 
     def record(msg, level=logging.INFO):
         return logging.LogRecord('mmengine', level, __file__, 1, msg, None, None)

@@ -2,8 +2,11 @@
 
     python tools/test.py CONFIG CHECKPOINT [--work-dir DIR] [--out PATH] [--show] [--show-dir DIR]
                          [--wait-time S] [--tta] [--cfg-options k=v ...] [--launcher ...]
+
+The options and the checks: mmpatch/apis/test.py (``test`` is the same as a function).
 """
-from mmpatch.engine.cli import run, test_main
+from mmpatch.apis.errors import run
+from mmpatch.apis.test import main
 
 if __name__ == '__main__':
-    run(test_main, 'test.py')
+    run(main, 'test.py')

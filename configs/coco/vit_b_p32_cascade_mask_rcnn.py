@@ -4,8 +4,7 @@
 _base_ = [
     '../_base_/models/cascade_mask_rcnn_patch_vit.py',
     '../_base_/datasets/coco_instance.py',
-    '../_base_/schedules/coco_1x_adamw.py',
-    'mmdet::_base_/default_runtime.py',
+    '../_base_/schedules/coco_1x_adamw.py',  # + mmdet's default runtime
 ]
 patch_size = 32
 model = dict(

@@ -2,5 +2,5 @@
 # seg set) trained through FlexibleRunner + FSDPStrategy (configs/_base_/fsdp.py). It needs
 # CUDA and >= 2 GPUs (FSDP moves the model to the GPU), e.g.
 #   tools/dist_train.sh configs/fsdp/vit_t_p2_linear_fsdp_toy.py 2
-# Run on 2 x H200 by tools/analysis/device_scale.sh (results/scale/).
+# Run on 2 GPUs by tools/analysis/gpu_run.sh scale.
 _base_ = ['../toy/vit_t_p2_linear.py', '../_base_/fsdp.py']

@@ -55,7 +55,8 @@ default_hooks = dict(
     timer=dict(type='IterTimerHook'),
     logger=dict(type='LoggerHook', interval=10, log_metric_by_epoch=False),
     param_scheduler=dict(type='ParamSchedulerHook'),
-    checkpoint=dict(type='CheckpointHook', by_epoch=False, interval=20),
+    checkpoint=dict(type='AtomicCheckpointHook', by_epoch=False, interval=20),  # mmpatch's hooks:
+    finite_loss=dict(type='FiniteLossHook'),  # docs/robustness.md
     sampler_seed=dict(type='DistSamplerSeedHook'),
     visualization=dict(type='SegVisualizationHook'))
 env_cfg = dict(cudnn_benchmark=False)

@@ -3,8 +3,8 @@
 mmengine's ``ValLoop``/``TestLoop`` only know ``fp16=True`` (float16 autocast) or full fp32.
 At small patches fp32 inference is the wrong default: fused attention has no fp32 flash /
 cuDNN kernel, so a 262,144-token window runs a much slower kernel than the bf16 cuDNN one the
-model trained with (measured on H200s, ViT-B p1, one 512 x 512 window per image: over 60 s per
-image in fp32, 6.4 s in bf16). ``AmpValLoop`` / ``AmpTestLoop`` run ``val_step`` /
+model trained with (ViT-B p1: about ten times slower per window in fp32; the figures in
+docs/segmentation.md, "Recipe"). ``AmpValLoop`` / ``AmpTestLoop`` run ``val_step`` /
 ``test_step`` under ``torch.autocast(dtype)``:
 
     val_cfg = dict(type='AmpValLoop', dtype='bfloat16')

@@ -3,15 +3,17 @@
 mmengine keeps training on a NaN loss (every later step is NaN too, and the
 next checkpoint saves NaN weights). ``FiniteLossHook`` checks the logged losses
 after every iteration, before the checkpoint hook runs, and raises
-``NonFiniteLossError``. ``tools/train.py`` adds it to every run
-(``custom_hooks``) and reports the error as one line.
+``NonFiniteLossError``. The configs declare it
+(``default_hooks.finite_loss = dict(type='FiniteLossHook')`` in the
+``configs/_base_/schedules`` files); ``tools/train.py`` reports the error as one line.
 """
 import math
-import os.path as osp
 
 import torch
 from mmengine.hooks import Hook
 from mmengine.registry import HOOKS
+
+from .atomic_checkpoint import last_checkpoint
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -20,15 +22,6 @@ class NonFiniteLossError(FloatingPointError):
 
 def _value(x):
     return float(x.detach().float().mean()) if torch.is_tensor(x) else float(x)
-
-
-def last_good_checkpoint(work_dir):
-    """The checkpoint ``<work_dir>/last_checkpoint`` names (what --resume picks), or None."""
-    pointer = osp.join(work_dir, 'last_checkpoint')
-    if not osp.isfile(pointer):
-        return None
-    with open(pointer) as f:
-        return f.read().strip() or None
 
 
 @HOOKS.register_module()
@@ -52,7 +45,7 @@ class FiniteLossHook(Hook):
         bad = {k: v for k, v in losses.items() if not math.isfinite(v)}
         if not bad:
             return
-        ckpt = last_good_checkpoint(runner.work_dir)
+        ckpt = last_checkpoint(runner.work_dir)
         resume = (f'resume from it with --resume {ckpt}' if ckpt else
                   'no checkpoint was saved yet (start again)')
         terms = ', '.join(f'{k}={v}' for k, v in bad.items())

@@ -16,12 +16,14 @@ Where cells run (``run_cells``):
   threads: on a CPU, two one-thread cells train faster together than two two-thread cells in
   turn;
 - each in a fresh worker process (``isolate``);
-- under torchrun (``gpus > 1``) or a launcher (``python -m mmpatch.engine.cli ...``).
+- under torchrun (``gpus > 1``) or a launcher (``python -m mmpatch.apis.train ...``).
+
+In this process and in the workers, a cell is two calls, ``mmpatch.apis.train.train`` then
+``mmpatch.apis.test.test``; each run names its mmengine global instances after the cell
+(``instance_names``), so the runs of one process keep their loggers and visualizers apart.
 """
-import contextlib
 import gc
 import json
-import logging
 import multiprocessing
 import os
 import os.path as osp
@@ -76,21 +78,40 @@ def make_cells(configs, seeds, sweep_dir):
 NO_TRAIN_VAL = 'train_cfg.val_begin=1000000000'  # validation never starts during training
 
 
-def _cfg_options_args(options):
-    return ['--cfg-options', *options] if options else []
+def instance_names(cell, phase):
+    """``--cfg-options`` naming the mmengine global instances of one run of ``cell`` (``phase``:
+    'train' or 'test') after it. mmengine keeps loggers, message hubs and visualizers by name for
+    the life of the process and hands an existing one back for a known name: the runner names its
+    own after ``experiment_name``, and mmseg's default runtime calls every visualizer
+    'visualizer', so without these the cells run in one process would share one visualizer
+    (the second cell's scalars written into the first cell's folder)."""
+    name = f'{cell.name}_seed{cell.seed}_{phase}'
+    return [f'experiment_name={name}', f'visualizer.name={name}']
 
 
-def cell_args(cell, cfg_options=(), iters_scale=None, train_val=True, per_image=False):
-    """The train and test arguments of ``cell`` (the checkpoint is added once training ends)."""
+def cell_runs(cell, cfg_options=(), iters_scale=None, train_val=True, per_image=False):
+    """The keyword arguments of ``mmpatch.apis.train.train`` and ``mmpatch.apis.test.test`` for
+    ``cell`` (the test's checkpoint is added once training ends); ``cfg_options``: the sweep's
+    ``key=value`` strings, as the cells' options are kept too."""
     common = [*cfg_options, f'randomness.seed={cell.seed}']
-    train = [cell.config, '--work-dir', cell.work_dir, '--resume',
-             *(['--iters-scale', str(iters_scale)] if iters_scale not in (None, 1) else []),
-             *_cfg_options_args([*common, *([] if train_val else [NO_TRAIN_VAL])])]
-    test_dir = osp.join(cell.work_dir, 'test')
-    test_options = [*common, *([f'test_evaluator.per_image_file={per_image_file(cell)}']
-                               if per_image else [])]
-    test = [cell.config, '--work-dir', test_dir, *_cfg_options_args(test_options)]
+    train = dict(config=cell.config, work_dir=cell.work_dir, resume='auto',
+                 iters_scale=iters_scale if iters_scale not in (None, 1) else None,
+                 cfg_options=[*common, *([] if train_val else [NO_TRAIN_VAL]),
+                              *instance_names(cell, 'train')])
+    test = dict(config=cell.config, work_dir=osp.join(cell.work_dir, 'test'),
+                cfg_options=[*common, *instance_names(cell, 'test'),
+                             *([f'test_evaluator.type={PER_IMAGE_METRIC}',
+                                f'test_evaluator.per_image_file={per_image_file(cell)}']
+                               if per_image else [])])
     return train, test
+
+
+def command_line(kwargs, checkpoint=None):
+    """``kwargs`` of ``cell_runs`` as the entry point's command line (torchrun and launchers)."""
+    return [kwargs['config'], *([checkpoint] if checkpoint else []), '--work-dir', kwargs['work_dir'],
+            *(['--resume'] if kwargs.get('resume') == 'auto' else []),
+            *(['--iters-scale', str(kwargs['iters_scale'])] if kwargs.get('iters_scale') else []),
+            '--cfg-options', *kwargs['cfg_options']]
 
 
 def per_image_file(cell):
@@ -102,73 +123,75 @@ def run_cell(cell, gpus=1, launcher='none', cfg_options=(), iters_scale=None, tr
     """Train (resuming a partial run) and test one cell; write done.json.
 
     ``train_val=False`` skips the config's validation during training (no convergence curve);
-    the cell is tested afterwards either way. ``per_image``: the config's test evaluator is a
-    ``PerImageIoUMetric``, which then saves the per-image statistics for the bootstrap.
+    the cell is tested afterwards either way. ``per_image``: the config's test evaluator is
+    mmseg's ``IoUMetric`` (or ``PerImageIoUMetric``); the cell's test runs it as
+    ``PerImageIoUMetric``, which gives the same metrics and saves each image's class areas for
+    the bootstrap.
+    In this process (one GPU, no launcher) the cell's log is mmengine's own, in its work dir
+    (the console shows its warnings and errors); under torchrun or a launcher the processes'
+    output goes to ``<cell>/sweep.log``.
     """
+    from mmpatch.apis.test import test
+    from mmpatch.apis.train import train
+    from mmpatch.engine.atomic_checkpoint import last_checkpoint
     os.makedirs(cell.work_dir, exist_ok=True)
-    log_path = osp.join(cell.work_dir, 'sweep.log')
-    train_args, test_args = cell_args(cell, cfg_options, iters_scale, train_val, per_image)
+    train_kwargs, test_kwargs = cell_runs(cell, cfg_options, iters_scale, train_val, per_image)
     t0 = time.time()
-    _launch('train', train_args, gpus, launcher, log_path)
-    t_train = time.time() - t0
-    ckpt = last_checkpoint(cell.work_dir)
-    _launch('test', [test_args[0], ckpt, *test_args[1:]], gpus, launcher, log_path)
+    if gpus == 1 and launcher == 'none':
+        ckpt = _in_process('train', train, train_kwargs)['checkpoint']
+        if ckpt is None:
+            raise RuntimeError(f'train saved no checkpoint in {cell.work_dir}')
+        t_train = time.time() - t0
+        _in_process('test', test, dict(test_kwargs, checkpoint=ckpt))
+    else:
+        log_path = osp.join(cell.work_dir, 'sweep.log')
+        _launch('train', command_line(train_kwargs), gpus, launcher, log_path)
+        ckpt = last_checkpoint(cell.work_dir)
+        if ckpt is None:
+            raise RuntimeError(f'train saved no checkpoint in {cell.work_dir}; see {log_path}')
+        t_train = time.time() - t0
+        _launch('test', command_line(test_kwargs, ckpt), gpus, launcher, log_path)
     with open(cell.done_file, 'w') as f:
         json.dump(dict(config=cell.config, seed=cell.seed, checkpoint=ckpt,
                        iters_scale=iters_scale or 1, train_seconds=t_train,
                        test_seconds=time.time() - t0 - t_train), f, indent=1)
 
 
-def last_checkpoint(work_dir):
-    """The checkpoint named by mmengine's ``last_checkpoint`` file."""
-    marker = osp.join(work_dir, 'last_checkpoint')
-    if not osp.isfile(marker):
-        raise FileNotFoundError(f'no last_checkpoint in {work_dir}: did training save one?')
-    with open(marker) as f:
-        return f.read().strip()
+def _in_process(command, entry, kwargs):
+    """``entry(**kwargs)`` (``mmpatch.apis``' train or test), its console at warnings and errors;
+    a failure becomes ``RuntimeError`` with one line (the tool's, or the exception's, whose
+    traceback is printed: a bug)."""
+    import torch
+
+    from mmpatch.apis.errors import known_failure
+    try:
+        return entry(**kwargs, verbose=False, console=False)
+    except Exception as e:
+        failure = known_failure(e)
+        if failure is None:
+            traceback.print_exc()
+        detail = failure[0] if failure else f'{type(e).__name__}: {e}'
+        raise RuntimeError(f'{command} failed: {detail}') from None
+    finally:
+        gc.collect()  # the runner, its model and optimizer are unreachable now: free them
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
 
 
 def _launch(command, args, gpus, launcher, log_path):
-    """mmpatch's ``train`` / ``test`` entry point on ``args``: in this process, or under
-    torchrun (``gpus > 1``) or a launcher as ``python -m mmpatch.engine.cli``."""
-    if gpus == 1 and launcher == 'none':
-        return _run_in_process(command, args, log_path)
+    """``python -m mmpatch.apis.<command> ARGS`` under torchrun (``gpus > 1``) or a launcher,
+    its output appended to ``log_path``."""
+    module = f'mmpatch.apis.{command}'
     if gpus > 1:
         cmd = [sys.executable, '-m', 'torch.distributed.run', f'--nproc_per_node={gpus}',
                f'--master_port={29500 + os.getpid() % 1000}',
-               '-m', 'mmpatch.engine.cli', command, *args, '--launcher', 'pytorch']
+               '-m', module, *args, '--launcher', 'pytorch']
     else:
-        cmd = [sys.executable, '-m', 'mmpatch.engine.cli', command, *args, '--launcher', launcher]
+        cmd = [sys.executable, '-m', module, *args, '--launcher', launcher]
     with open(log_path, 'a') as log:
         proc = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT)
     if proc.returncode != 0:
         raise RuntimeError(f'{command} failed (exit {proc.returncode}); see {log_path}')
-
-
-def _run_in_process(command, args, log_path):
-    """The ``train`` / ``test`` entry point on ``args`` in this process, output to log_path."""
-    from mmpatch.engine import cli
-    main = {'train': cli.train_main, 'test': cli.test_main}[command]
-    with new_mmengine_instances_dropped(), open(log_path, 'a') as log:
-        try:
-            with contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
-                try:
-                    main(args)
-                except SystemExit as e:  # argparse
-                    if e.code not in (0, None):
-                        raise RuntimeError(f'{command} failed (exit {e.code}); see {log_path}')
-                except Exception as e:  # one line as the tool prints it, else the traceback
-                    failure = cli.known_failure(e)
-                    if failure is None:
-                        traceback.print_exc()
-                    detail = failure[0] if failure else f'{type(e).__name__}: {e}'
-                    print(f'{command}: error: {detail}', file=sys.stderr)
-                    raise RuntimeError(f'{command} failed: {detail}; see {log_path}') from None
-        finally:
-            gc.collect()
-            import torch
-            if torch.cuda.is_available():
-                torch.cuda.empty_cache()
 
 
 # ----------------------------------------------------------------------------- many cells
@@ -215,39 +238,3 @@ def _init_worker(threads):
     os.environ['OMP_NUM_THREADS'] = os.environ['MKL_NUM_THREADS'] = str(threads)
     import torch
     torch.set_num_threads(threads)
-
-
-# ----------------------------------------------------------------------------- mmengine globals
-@contextlib.contextmanager
-def new_mmengine_instances_dropped():
-    """On exit, forget the mmengine global instances created inside (``_drop_new_instances``):
-    a logger made outside a cell would otherwise print the next cell's early log lines to the
-    console instead of its sweep.log, and a default scope would outlive its user."""
-    before = {cls: set(cls._instance_dict) for cls in _manager_classes()}
-    try:
-        yield
-    finally:
-        _drop_new_instances(before)
-
-
-def _manager_classes():
-    """mmengine's global-instance classes (Visualizer, MessageHub, MMLogger, DefaultScope, ...)."""
-    from mmengine.utils import ManagerMixin
-    classes, todo = [], [ManagerMixin]
-    while todo:
-        cls = todo.pop()
-        classes.append(cls)
-        todo.extend(cls.__subclasses__())
-    return classes
-
-
-def _drop_new_instances(before):
-    """Forget the global instances a run created (mmengine keeps them by name in
-    ``_instance_dict``): mmseg's runtime names its visualizer 'visualizer', so the next run
-    would get this one back, and write its scalars into this run's folder."""
-    for cls in _manager_classes():
-        for name in set(cls._instance_dict) - before.get(cls, set()):
-            instance = cls._instance_dict.pop(name)
-            for handler in list(getattr(instance, 'handlers', [])):  # MMLogger's log file
-                if isinstance(handler, logging.FileHandler):
-                    handler.close()

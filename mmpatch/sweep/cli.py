@@ -22,9 +22,11 @@ import os.path as osp
 import sys
 import time
 
-from mmpatch.engine.cli import _fail  # the tools' one exit path for user errors: one line, exit 2
+from mmpatch.apis.errors import fail  # the tools' one exit path for user errors: one line, exit 2
+from mmpatch.apis.config import load_config
 from mmpatch.sweep import report
 from mmpatch.sweep.cells import PER_IMAGE_METRIC, make_cells, run_cells
+from mmpatch.utils.errors import UserError
 
 TOY_DEFAULT = dict(config_dir='configs/toy', backbones=['vit_t'], patch_sizes=[8, 4, 2],
                    heads=['linear', 'upernet'], work_dir='work_dirs/sweep_toy', jobs=2)
@@ -69,7 +71,7 @@ def resolve_grid(args):
     """(config paths, work dir, toy default?) from explicit configs, a grid, or the toy default."""
     grid_given = any([args.config_dir, args.backbones, args.patch_sizes, args.heads])
     if args.configs and grid_given:
-        _fail('sweep.py', 'give either config files or a grid (--config-dir ...), not both', 2)
+        fail('sweep.py', 'give either config files or a grid (--config-dir ...), not both', 2)
     suffix = f'_x{args.iters_scale:g}' if args.iters_scale not in (None, 1) else ''
     if args.configs:
         return args.configs, args.work_dir or f'work_dirs/sweep{suffix}', False
@@ -77,7 +79,7 @@ def resolve_grid(args):
     if grid_given:
         missing = [k for k in ('config_dir', 'backbones', 'patch_sizes', 'heads') if not getattr(args, k)]
         if missing:
-            _fail('sweep.py', f'a grid needs --{" --".join(m.replace("_", "-") for m in missing)}', 2)
+            fail('sweep.py', f'a grid needs --{" --".join(m.replace("_", "-") for m in missing)}', 2)
         g.update(config_dir=args.config_dir, backbones=args.backbones, patch_sizes=args.patch_sizes,
                  heads=args.heads, work_dir=f'work_dirs/sweep_{osp.basename(osp.normpath(args.config_dir))}')
     configs = [osp.join(g['config_dir'], f'{b}_p{p}_{h}.py')
@@ -86,9 +88,11 @@ def resolve_grid(args):
 
 
 def keeps_per_image(config, cfg_options):
-    """Whether the config's test evaluator saves per-image statistics (PerImageIoUMetric)."""
-    evaluator = report.load_config(config, cfg_options).get('test_evaluator', {})
-    return isinstance(evaluator, dict) and evaluator.get('type') == PER_IMAGE_METRIC
+    """Whether the config's test evaluator can keep per-image statistics: mmseg's IoUMetric
+    (the sweep tests it as PerImageIoUMetric, the same metrics plus each image's class areas)
+    or PerImageIoUMetric itself."""
+    evaluator = load_config(config, cfg_options).get('test_evaluator', {})
+    return isinstance(evaluator, dict) and evaluator.get('type') in ('IoUMetric', PER_IMAGE_METRIC)
 
 
 def main(argv=None):
@@ -97,10 +101,10 @@ def main(argv=None):
     try:
         cells = make_cells(configs, args.seeds, work_dir)
     except (FileNotFoundError, ValueError) as e:
-        _fail('sweep.py', str(e).removeprefix('sweep: '), 2)
+        fail('sweep.py', str(e).removeprefix('sweep: '), 2)
     jobs = args.jobs or (TOY_DEFAULT['jobs'] if toy_default else 1)
     if jobs < 1 or (jobs > 1 and (args.gpus > 1 or args.launcher != 'none')):
-        _fail('sweep.py', '--jobs takes a number >= 1, and cells under torchrun or a launcher run '
+        fail('sweep.py', '--jobs takes a number >= 1, and cells under torchrun or a launcher run '
               'one at a time (--jobs 1)', 2)
     os.makedirs(work_dir, exist_ok=True)
     if toy_default:
@@ -111,7 +115,10 @@ def main(argv=None):
                                 baseline=not args.no_baseline)
     if not args.collect_only:
         todo = [c for c in cells if not c.is_done()]
-        per_image = {c: keeps_per_image(c, args.cfg_options) for c in configs}
+        try:
+            per_image = {c: keeps_per_image(c, args.cfg_options) for c in configs}
+        except UserError as e:  # a config or an option that is wrong: before any cell runs
+            fail('sweep.py', str(e), 2)
         print(f'sweep: {len(cells)} cells ({len(configs)} configs x {len(args.seeds)} seeds), '
               f'{len(cells) - len(todo)} already done, {jobs} at a time, work dir {work_dir}',
               flush=True)

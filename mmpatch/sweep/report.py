@@ -14,8 +14,10 @@ import statistics
 import numpy as np
 import torch
 
+from mmpatch.apis.config import load_config
+from mmpatch.apis.runner import quiet_warnings
 from mmpatch.sweep import stats
-from mmpatch.sweep.cells import new_mmengine_instances_dropped, per_image_file
+from mmpatch.sweep.cells import per_image_file
 
 HEAD_NAMES = {'LinearHead': 'linear', 'UPerHead': 'upernet'}
 CSV_FIELDS = ('config', 'seed', 'backbone', 'patch_size', 'head', 'mIoU', 'boot_lo', 'boot_hi',
@@ -75,13 +77,13 @@ def describe_model(cfg):
 
 def measure_model(cfg, input_hw):
     """Parameters (M) and forward GFLOPs of the config's segmentor on one input."""
-    from mmengine.registry import init_default_scope
+    from mmengine.registry import DefaultScope
     from mmseg.registry import MODELS
 
     import mmpatch.models  # noqa: F401  (registers the backbones and heads)
     from mmpatch.utils.flops import count_forward_flops
-    init_default_scope(cfg.get('default_scope', 'mmseg'))
-    model = MODELS.build(cfg.model)
+    with DefaultScope.overwrite_default_scope(cfg.get('default_scope', 'mmseg')):
+        model = MODELS.build(cfg.model)
     params = sum(p.numel() for p in model.parameters()) / 1e6
     x = torch.zeros(1, 3, *input_hw, device='meta')
     model = model.to('meta')
@@ -107,20 +109,6 @@ def majority_class_miou(dataset, num_classes, ignore_index=255):
         union[majority] += (seg != majority).sum()
     present = union > 0
     return float(100 * np.mean(inter[present] / union[present]))
-
-
-def load_config(path, cfg_options=()):
-    """The cell's config with the sweep's ``--cfg-options`` (``key=value`` strings) applied."""
-    from mmengine.config import Config, DictAction
-    cfg = Config.fromfile(path)
-    overrides = {}
-    for item in cfg_options:
-        key, sep, value = item.partition('=')
-        if not sep:
-            raise ValueError(f'--cfg-options takes key=value, got {item!r}')
-        overrides[key] = DictAction._parse_iterable(value)
-    cfg.merge_from_dict(overrides)
-    return cfg
 
 
 def collect(cells, gpus=1, cfg_options=(), sizes=None, threshold=stats.CONVERGENCE_THRESHOLD):
@@ -316,11 +304,11 @@ def plot(rows, path, level=0.95):
 
 def baseline_from(config, cfg_options=()):
     """Majority-class mIoU on the config's test set (an ImageNet-free sanity floor)."""
-    from mmengine.registry import init_default_scope
+    from mmengine.registry import DefaultScope
     from mmseg.registry import DATASETS
     cfg = load_config(config, cfg_options)
-    init_default_scope(cfg.get('default_scope', 'mmseg'))
-    dataset = DATASETS.build(cfg.test_dataloader.dataset)
+    with DefaultScope.overwrite_default_scope(cfg.get('default_scope', 'mmseg')):
+        dataset = DATASETS.build(cfg.test_dataloader.dataset)
     return majority_class_miou(dataset, len(dataset.metainfo['classes']))
 
 
@@ -336,7 +324,7 @@ class ReportWriter:
 
     def __call__(self):
         """The Markdown report written, or None when no cell has finished."""
-        with new_mmengine_instances_dropped():  # the scope and logger of building the models
+        with quiet_warnings(verbose=False):  # mmseg's noise when the models are built for FLOPs
             rows = collect(self.cells, self.gpus, self.cfg_options, self.sizes)
             if not rows:
                 return None

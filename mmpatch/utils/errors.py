@@ -2,7 +2,7 @@
 
 ``tools/train.py``, ``tools/test.py``, ``tools/sweep.py`` and ``tools/data/make_toy.py`` end
 any ``UserError`` with ``<tool>: error: <message>`` on stderr and exit code 2, without a
-traceback (``--debug`` or ``MMPATCH_DEBUG=1`` shows it; see ``mmpatch/engine/cli.py``). Any
+traceback (``--debug`` or ``MMPATCH_DEBUG=1`` shows it; see ``mmpatch/apis/errors.py``). Any
 other exception is treated as a programming error and keeps its traceback.
 """
 

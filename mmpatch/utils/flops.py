@@ -36,6 +36,14 @@ def _is_attention_op(name):
     return 'scaled_dot_product' in name
 
 
+def _has_ssd_paths(module):
+    """Whether ``module`` is a Mamba-2 mixer (``Mamba2Mixer``): a module with an ``impl``
+    switch, a kernel ``chunk_size`` and a ``torch_chunk_size``. Recognised by these attributes,
+    not by its class, so that ``mmpatch.utils`` does not import ``mmpatch.models`` (which
+    imports ``mmpatch.utils``)."""
+    return all(hasattr(module, name) for name in ('impl', 'chunk_size', 'torch_chunk_size'))
+
+
 @torch.no_grad()
 def count_flops_by_op(model, input_shape, **forward_kwargs):
     """Forward FLOPs of ``model`` on one input of ``input_shape``, per aten op (name -> FLOPs).
@@ -48,8 +56,7 @@ def count_flops_by_op(model, input_shape, **forward_kwargs):
     """
     from torch._subclasses.fake_tensor import FakeTensorMode
 
-    from mmpatch.models.layers.mamba2_mixer import Mamba2Mixer
-    mixers = [m for m in model.modules() if isinstance(m, Mamba2Mixer)]
+    mixers = [m for m in model.modules() if _has_ssd_paths(m)]
     saved = [(m.impl, m.torch_chunk_size) for m in mixers]
     was_training = model.training
     counter = FlopCounterMode(display=False)

@@ -14,7 +14,7 @@ import argparse
 import time
 
 from mmpatch.datasets.toy_scenes import SEG_FAMILIES, write_toy_coco, write_toy_seg
-from mmpatch.engine.cli import _fail  # the tools' one exit path: one line, exit code 2
+from mmpatch.apis.errors import fail  # the tools' one exit path: one line, exit code 2
 
 
 def parse_args(argv=None):
@@ -43,10 +43,10 @@ def parse_args(argv=None):
 def main(argv=None):
     args = parse_args(argv)
     if len(args.img_size) not in (1, 2):
-        _fail('make_toy.py', '--img-size takes one value or two (H W)', 2)
+        fail('make_toy.py', '--img-size takes one value or two (H W)', 2)
     out = args.out or f'data/toy_{args.kind}'
     if args.kind == 'coco' and args.image_format != 'png':
-        _fail('make_toy.py', '--image-format applies to the seg set only', 2)
+        fail('make_toy.py', '--image-format applies to the seg set only', 2)
     writer = write_toy_seg if args.kind == 'seg' else write_toy_coco
     extra = dict(image_format=args.image_format) if args.kind == 'seg' else {}
     t0 = time.time()
@@ -56,7 +56,7 @@ def main(argv=None):
                       num_train=args.num_train, num_val=args.num_val, num_classes=args.num_classes,
                       detail_scale=args.detail_scale, seed=args.seed, family=args.family)
     except (ValueError, OSError) as e:  # bad knobs, an existing other set, an unwritable --out
-        _fail('make_toy.py', str(e), 2)
+        fail('make_toy.py', str(e), 2)
     print(f"toy {args.kind}: {meta['num_train']} train + {meta['num_val']} val images of "
           f"{meta['img_size'][0]}x{meta['img_size'][1]}, {meta['num_classes']} classes -> {out} "
           f'({time.time() - t0:.1f} s)')

@@ -35,8 +35,7 @@ TEMPLATE = '''\
 _base_ = [
     '../_base_/models/{model_base}.py',
     '../_base_/datasets/coco_instance.py',
-    '../_base_/schedules/coco_1x_adamw.py',
-    'mmdet::_base_/default_runtime.py',
+    '../_base_/schedules/coco_1x_adamw.py',  # + mmdet's default runtime
 ]
 patch_size = {p}
 model = dict(

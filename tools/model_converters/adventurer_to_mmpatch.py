@@ -17,8 +17,8 @@ import math
 import torch
 
 from mmpatch.models.backbones.patch_mamba import PatchMamba
-from mmpatch.models.utils.adventurer_convert import adventurer_to_patch_mamba, read_state_dict
-from mmpatch.models.utils.checkpoint_filter import load_state_dict_strict
+from mmpatch.models.weights.adventurer_convert import adventurer_to_patch_mamba
+from mmpatch.models.weights.checkpoint_filter import load_state_dict_strict, read_state_dict
 
 
 def infer_adventurer_settings(state_dict):

@@ -17,8 +17,8 @@ import math
 import torch
 
 from mmpatch.models.backbones.patch_vit import PatchViT
-from mmpatch.models.utils.checkpoint_filter import load_state_dict_strict
-from mmpatch.models.utils.timm_vit_convert import read_state_dict, timm_vit_to_patch_vit
+from mmpatch.models.weights.checkpoint_filter import load_state_dict_strict, read_state_dict
+from mmpatch.models.weights.timm_vit_convert import timm_vit_to_patch_vit
 
 
 def infer_vit_settings(state_dict):

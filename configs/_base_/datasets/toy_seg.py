@@ -53,6 +53,6 @@ test_dataloader = dict(
     sampler=dict(type='DefaultSampler', shuffle=False),
     dataset=val_dataset)
 val_evaluator = dict(type='IoUMetric', iou_metrics=['mIoU'])
-# IoUMetric's metrics; the sweep sets per_image_file to keep each image's class areas for the
-# bootstrap over validation images (mmpatch/evaluation/per_image_iou_metric.py).
-test_evaluator = dict(type='PerImageIoUMetric', iou_metrics=['mIoU'])
+# tools/sweep.py tests its cells with PerImageIoUMetric (mmpatch/evaluation/: the same metrics
+# plus each image's class areas, for the bootstrap over validation images).
+test_evaluator = val_evaluator

@@ -7,19 +7,15 @@
 # model.backbone.init_cfg=dict(type='Pretrained', checkpoint=PATH).
 # custom_imports=dict(imports=['mmpatch']) is set by the leaf configs, not here: the toy dataset
 # base sets it too, and mmengine forbids one key in two _base_ files.
-# mmseg's SegDataPreProcessor that also takes stack_seg_collate's batches (ADE20K's train loader)
 data_preprocessor = dict(
-    type='StackedSegDataPreProcessor',
+    type='SegDataPreProcessor',
     mean=[123.675, 116.28, 103.53],
     std=[58.395, 57.12, 57.375],
     bgr_to_rgb=True,
     pad_val=0,
     seg_pad_val=255)
-# HostLogEncoderDecoder: mmseg's EncoderDecoder whose log values are copied to the host after the
-# forward, so mmengine's per-iteration loss read does not wait for the backward
-# (mmpatch/models/segmentors/host_log_encoder_decoder.py).
 model = dict(
-    type='HostLogEncoderDecoder',
+    type='EncoderDecoder',
     data_preprocessor=data_preprocessor,
     backbone=dict(
         type='PatchViT',

@@ -26,9 +26,14 @@ param_scheduler = [
     dict(type='PolyLR', eta_min=0.0, power=1.0, by_epoch=False, begin=1500, end=160000),
 ]
 train_cfg = dict(type='IterBasedTrainLoop', max_iters=160000, val_interval=16000)
-default_hooks = dict(checkpoint=dict(type='CheckpointHook', by_epoch=False, interval=16000))
+# Checkpoints are written atomically (AtomicCheckpointHook: a kill during the save leaves the
+# previous file whole) and training stops at the first NaN/inf loss (FiniteLossHook), naming
+# the last good checkpoint; see docs/robustness.md.
+default_hooks = dict(
+    checkpoint=dict(type='AtomicCheckpointHook', by_epoch=False, interval=16000),
+    finite_loss=dict(type='FiniteLossHook'))
 auto_scale_lr = dict(enable=False, base_batch_size=16)
 # Validation and test in bf16 autocast too (mmpatch/engine/amp_loops.py): in fp32, fused
-# attention has no flash/cuDNN kernel: a p1 window took over 60 s on an H200, 6.4 s in bf16.
+# attention has no flash/cuDNN kernel, and a p1 window runs about ten times slower.
 val_cfg = dict(type='AmpValLoop', dtype='bfloat16')
 test_cfg = dict(type='AmpTestLoop', dtype='bfloat16')

@@ -24,11 +24,15 @@ param_scheduler = [
 train_cfg = dict(type='IterBasedTrainLoop', max_iters=max_iters, val_interval=max_iters // 4)
 val_cfg = dict(type='ValLoop')
 test_cfg = dict(type='TestLoop')
+# Checkpoints are written atomically (AtomicCheckpointHook: a kill during the save leaves the
+# previous file whole) and training stops at the first NaN/inf loss (FiniteLossHook), naming
+# the last good checkpoint; see docs/robustness.md.
 default_hooks = dict(
     timer=dict(type='IterTimerHook'),
     logger=dict(type='LoggerHook', interval=10, log_metric_by_epoch=False),
     param_scheduler=dict(type='ParamSchedulerHook'),
-    checkpoint=dict(type='CheckpointHook', by_epoch=False, interval=max_iters),
+    checkpoint=dict(type='AtomicCheckpointHook', by_epoch=False, interval=max_iters),
+    finite_loss=dict(type='FiniteLossHook'),
     sampler_seed=dict(type='DistSamplerSeedHook'),
     visualization=dict(type='SegVisualizationHook'))
 env_cfg = dict(cudnn_benchmark=False)

@@ -15,16 +15,16 @@ import math
 
 import torch
 import torch.nn as nn
-from timm.layers import DropPath, lecun_normal_, trunc_normal_
+from timm.layers import lecun_normal_, trunc_normal_
 from torch.utils.checkpoint import checkpoint
 
 from ...registry import register_seg_det_model
+from ..layers.drop_path import DropPath
 from ..layers.mamba2_mixer import IMPLS, Mamba2Mixer
-from ..layers.patch_embed import PatchEmbed
 from ..layers.pos_embed import resample_grid_pos_embed
 from ..layers.swiglu import SwiGLU
-from ..utils.adventurer_convert import adventurer_to_patch_mamba
-from .plain_backbone import PlainBackbone, check_patch_size, pos_grid_for
+from ..weights.adventurer_convert import adventurer_to_patch_mamba
+from .plain_backbone import PlainBackbone, resolve_arch
 
 ARCH_SETTINGS = {
     'tiny': dict(embed_dims=256, num_layers=12),
@@ -32,7 +32,6 @@ ARCH_SETTINGS = {
     'base': dict(embed_dims=768, num_layers=12),
     'large': dict(embed_dims=1024, num_layers=24),
 }
-ARCH_ALIASES = {'t': 'tiny', 's': 'small', 'b': 'base', 'l': 'large'}
 # Optional arch-dict entries and their (official) defaults.
 ARCH_DEFAULTS = dict(mlp_ratio=2.5, d_state=64, expand=2, headdim=64, d_conv=4, ngroups=1,
                      chunk_size=256)
@@ -42,19 +41,7 @@ NORM_EPS = 1e-5
 
 def parse_arch(arch):
     """``arch`` name or dict -> dict(embed_dims, num_layers, mlp_ratio, d_state, expand, ...)."""
-    if isinstance(arch, str):
-        name = ARCH_ALIASES.get(arch.lower(), arch.lower())
-        if name not in ARCH_SETTINGS:
-            raise ValueError(f'unknown arch {arch!r}; use one of {sorted(ARCH_SETTINGS)} '
-                             f'(or {sorted(ARCH_ALIASES)}) or a dict of explicit numbers')
-        return dict(ARCH_DEFAULTS, **ARCH_SETTINGS[name])
-    if not isinstance(arch, dict):
-        raise TypeError(f'arch must be a name or a dict, got {type(arch).__name__}')
-    required = {'embed_dims', 'num_layers'}
-    if not required <= set(arch) or not set(arch) <= required | set(ARCH_DEFAULTS):
-        raise ValueError(f'arch dict needs keys {sorted(required)} (optional: '
-                         f'{sorted(ARCH_DEFAULTS)}), got {sorted(arch)}')
-    return dict(ARCH_DEFAULTS, **arch)
+    return resolve_arch(arch, ARCH_SETTINGS, ARCH_DEFAULTS)
 
 
 def flips_for(schedule, num_layers):
@@ -69,18 +56,6 @@ def flips_for(schedule, num_layers):
     if schedule == 'alternate':
         return [(n // 2) % 2 == 1 for n in range(num_layers)]
     raise ValueError(f'flip_schedule must be one of {FLIP_SCHEDULES}, got {schedule!r}')
-
-
-def normalize_out_indices(out_indices, num_layers):
-    """Int or sequence, negatives counted from the end -> tuple of block indices."""
-    indices = (out_indices,) if isinstance(out_indices, int) else tuple(out_indices)
-    if not indices:
-        raise ValueError('out_indices is empty; give at least one block index')
-    for i in indices:
-        if not isinstance(i, int) or not -num_layers <= i < num_layers:
-            raise ValueError(f'out_indices entry {i!r} is not a block index in '
-                             f'[-{num_layers}, {num_layers - 1}]')
-    return tuple(i % num_layers for i in indices)
 
 
 def _flip_but_last(x):
@@ -132,7 +107,9 @@ class PatchMamba(PlainBackbone):
         drop_path_rate: stochastic depth; block i gets the official rate
             ``([0] + linspace(0, rate, num_layers))[i]``.
         with_cp: activation checkpointing per block while training.
-        final_norm: apply ``norm_f`` to the output of the last (largest) out index.
+        final_norm: an RMSNorm (``norm_f``) after the last block, applied to its
+            output (mmseg's ``VisionTransformer``): the map of the last block is
+            normed when it is one of ``out_indices``, earlier blocks' maps never are.
         flip_schedule: 'paper' (released code: blocks 2 and 3 flip) or
             'alternate' (blocks with ``(n // 2)`` odd flip).
         mamba_impl: 'auto' | 'torch' | 'mamba_ssm' (see ``Mamba2Mixer``).
@@ -140,26 +117,17 @@ class PatchMamba(PlainBackbone):
             official Adventurer or mmpatch weights strictly (``load_pretrained``).
     """
     block_prefix = 'layers.'  # state-dict prefix of the blocks (layer-depth ranks)
+    num_suffix_tokens = 1  # the class token, last
 
     def __init__(self, arch='base', patch_size=16, img_size=224, in_channels=3, out_indices=-1,
                  drop_path_rate=0., with_cp=False, final_norm=True, flip_schedule='paper',
                  mamba_impl='auto', init_cfg=None):
-        super().__init__(init_cfg=init_cfg)
         settings = parse_arch(arch)
         if mamba_impl not in IMPLS:
             raise ValueError(f'mamba_impl must be one of {IMPLS}, got {mamba_impl!r}')
+        super().__init__(settings, patch_size, img_size, in_channels, out_indices, with_cp,
+                         final_norm, init_cfg=init_cfg)
         self.arch_settings = settings
-        self.embed_dims = settings['embed_dims']
-        self.num_layers = settings['num_layers']
-        # p in 1..32; that p divides the crop is checked where the crop is known (CLI, segmentation):
-        # detection pads its images, and img_size only sizes the stored position grid there
-        check_patch_size(patch_size, img_size, divides=False)
-        self.patch_embed = PatchEmbed(in_channels, self.embed_dims, patch_size)
-        self.patch_size = patch_size
-        self.pos_grid = pos_grid_for(img_size, patch_size)
-        self.out_indices = normalize_out_indices(out_indices, self.num_layers)
-        self.with_cp = with_cp
-        self.final_norm = final_norm
         self.flip_schedule = flip_schedule
         flips = flips_for(flip_schedule, self.num_layers)
 
@@ -221,13 +189,9 @@ class PatchMamba(PlainBackbone):
         kept, hw = self._run_blocks(x, {self.num_layers - 1})
         return kept[self.num_layers - 1], hw
 
-    def _to_map(self, tokens, hw):
-        x = tokens[:, :-1]  # drop the class token (last)
-        return x.reshape(x.shape[0], hw[0], hw[1], -1).permute(0, 3, 1, 2).contiguous()
-
     def forward(self, x):
         kept, hw = self._run_blocks(x, set(self.out_indices))
-        last = max(self.out_indices)
+        last = self.num_layers - 1
         outs = []
         for i in self.out_indices:
             tokens = kept[i]

@@ -10,11 +10,10 @@ from torch.utils import checkpoint as torch_checkpoint
 
 from ...registry import register_seg_det_model
 from ..layers.drop_path import DropPath
-from ..layers.patch_embed import PatchEmbed
 from ..layers.pos_embed import resample_grid_pos_embed
-from ..utils.sdpa_backend import ATTN_BACKENDS, resolve_sdpa_backends, sdpa_backend_context
-from ..utils.timm_vit_convert import read_state_dict, timm_vit_to_patch_vit
-from .plain_backbone import PlainBackbone, check_patch_size, pos_grid_for
+from ..layers.sdpa_backend import ATTN_BACKENDS, resolve_sdpa_backends, sdpa_backend_context
+from ..weights.timm_vit_convert import timm_vit_to_patch_vit
+from .plain_backbone import PlainBackbone, resolve_arch
 
 ARCH_SETTINGS = {
     'tiny': dict(embed_dims=192, num_layers=12, num_heads=3, mlp_ratio=4.),
@@ -22,42 +21,18 @@ ARCH_SETTINGS = {
     'base': dict(embed_dims=768, num_layers=12, num_heads=12, mlp_ratio=4.),
     'large': dict(embed_dims=1024, num_layers=24, num_heads=16, mlp_ratio=4.),
 }
-ARCH_ALIASES = {'t': 'tiny', 's': 'small', 'b': 'base', 'l': 'large'}
+ARCH_DEFAULTS = dict(mlp_ratio=4.)  # optional arch-dict entries and their defaults
 LN_EPS = 1e-6  # as timm
 
 
 def parse_arch(arch):
     """``arch`` name or dict -> dict(embed_dims, num_layers, num_heads, mlp_ratio)."""
-    if isinstance(arch, str):
-        name = ARCH_ALIASES.get(arch.lower(), arch.lower())
-        if name not in ARCH_SETTINGS:
-            raise ValueError(f'unknown arch {arch!r}; use one of {sorted(ARCH_SETTINGS)} '
-                             f'(or {sorted(ARCH_ALIASES)}) or a dict of explicit numbers')
-        return dict(ARCH_SETTINGS[name])
-    if not isinstance(arch, dict):
-        raise TypeError(f'arch must be a name or a dict, got {type(arch).__name__}')
-    required = {'embed_dims', 'num_layers', 'num_heads'}
-    allowed = required | {'mlp_ratio'}
-    if not required <= set(arch) or not set(arch) <= allowed:
-        raise ValueError(f'arch dict needs keys {sorted(required)} (optional: mlp_ratio), '
-                         f'got {sorted(arch)}')
-    arch = dict(dict(mlp_ratio=4.), **arch)
+    arch = resolve_arch(arch, ARCH_SETTINGS, ARCH_DEFAULTS,
+                        required=('embed_dims', 'num_layers', 'num_heads'))
     if arch['embed_dims'] % arch['num_heads']:
         raise ValueError(f"embed_dims {arch['embed_dims']} is not divisible by "
                          f"num_heads {arch['num_heads']}")
     return arch
-
-
-def normalize_out_indices(out_indices, num_layers):
-    """Int or sequence, negatives counted from the end -> tuple of block indices."""
-    indices = (out_indices,) if isinstance(out_indices, int) else tuple(out_indices)
-    if not indices:
-        raise ValueError('out_indices is empty; give at least one block index')
-    for i in indices:
-        if not isinstance(i, int) or not -num_layers <= i < num_layers:
-            raise ValueError(f'out_indices entry {i!r} is not a block index in '
-                             f'[-{num_layers}, {num_layers - 1}]')
-    return tuple(i % num_layers for i in indices)
 
 
 # The fused attention kernels whose outputs selective checkpointing keeps (absent ones skipped).
@@ -180,7 +155,9 @@ class PatchViT(PlainBackbone):
         out_indices: block(s) whose output is returned (negative: from the end).
         with_cls_token: prepend a class token (dropped from the outputs); its
             position slot comes first in ``pos_embed`` as in timm.
-        final_norm: apply the final LayerNorm to the last block's output.
+        final_norm: a LayerNorm (``norm``) after the last block, applied to its
+            output (mmseg's ``VisionTransformer``): the map of the last block is
+            normed when it is one of ``out_indices``, earlier blocks' maps never are.
         drop_path_rate: stochastic depth, increasing linearly to this rate.
         with_cp: activation checkpointing per block while training.
         cp_save_attention: with ``with_cp`` (and blocks not compiled), keep each
@@ -208,7 +185,6 @@ class PatchViT(PlainBackbone):
     def __init__(self, arch='base', patch_size=16, img_size=224, in_channels=3, out_indices=-1,
                  with_cls_token=True, final_norm=True, drop_path_rate=0., with_cp=False,
                  cp_save_attention=True, attn_backend='auto', compile_blocks=False, init_cfg=None):
-        super().__init__(init_cfg=init_cfg)
         settings = parse_arch(arch)
         if attn_backend not in ATTN_BACKENDS:
             raise ValueError(f'attn_backend must be one of {ATTN_BACKENDS}, got {attn_backend!r}')
@@ -219,21 +195,12 @@ class PatchViT(PlainBackbone):
             raise ValueError(f'compile_blocks={compile_blocks!r} (CUDA graphs) is not supported '
                              f'with with_cp (the checkpoint would replay the graphs inside the '
                              f'backward; not tried); use compile_blocks=True')
-        self.embed_dims = settings['embed_dims']
-        self.num_layers = settings['num_layers']
+        super().__init__(settings, patch_size, img_size, in_channels, out_indices, with_cp,
+                         final_norm, init_cfg=init_cfg)
         self.num_heads = settings['num_heads']
-        # p in 1..32; that p divides the crop is checked where the crop is known (CLI, segmentation):
-        # detection pads its images, and img_size only sizes the stored position grid there
-        check_patch_size(patch_size, img_size, divides=False)
-        self.patch_embed = PatchEmbed(in_channels, self.embed_dims, patch_size)
-        self.patch_size = patch_size
-        self.pos_grid = pos_grid_for(img_size, patch_size)
-        self.out_indices = normalize_out_indices(out_indices, self.num_layers)
-        self.with_cp = with_cp
         self.cp_save_attention = cp_save_attention
         self.attn_backend = attn_backend
         self.compile_blocks = 'default' if compile_blocks is True else compile_blocks  # or False
-        self.final_norm = final_norm
         self.num_prefix_tokens = 1 if with_cls_token else 0
 
         self.cls_token = nn.Parameter(torch.zeros(1, 1, self.embed_dims)) if with_cls_token else None
@@ -268,10 +235,6 @@ class PatchViT(PlainBackbone):
         else:
             x = x.contiguous()  # PatchEmbed's tokens are a transposed view
         return x + pos, hw
-
-    def _to_map(self, x, hw):
-        x = x[:, self.num_prefix_tokens:]
-        return x.reshape(x.shape[0], hw[0], hw[1], -1).permute(0, 3, 1, 2).contiguous()
 
     def _block_call(self, x):
         """``block(x)``, compiled or eager (see ``compile_blocks``)."""

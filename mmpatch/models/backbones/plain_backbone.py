@@ -1,15 +1,52 @@
-"""What the plain (single-stride) backbones share: the patch-size rule, the stored position grid,
-pretrained loading and layer-depth ranks."""
+"""What the plain (single-stride) backbones share: the arch lookup, the patch-size rule, the stored
+position grid, out indices, the stem (patch embedding), token maps, pretrained loading and
+layer-depth ranks. Each backbone keeps its own arch table; the logic is here once."""
 import math
 
 from mmengine.logging import print_log
 from mmengine.model import BaseModule
 
 from ...utils.errors import ConfigValueError
-from ..utils.checkpoint_filter import load_state_dict_strict, read_state_dict
+from ..layers.patch_embed import PatchEmbed
+from ..weights.checkpoint_filter import load_state_dict_strict, read_state_dict
 
 MAX_PATCH_SIZE = 32  # PatchEmbed's range: 1..32
 MAX_POS_GRID = 64  # position tables are stored on at most 64 x 64 tokens
+ARCH_ALIASES = {'t': 'tiny', 's': 'small', 'b': 'base', 'l': 'large'}
+
+
+def resolve_arch(arch, settings, defaults, required=('embed_dims', 'num_layers')):
+    """``arch`` -> a dict of every architecture number.
+
+    ``arch`` is a name of ``settings`` (a backbone's table ``{name: dict}``), an alias of
+    ``ARCH_ALIASES``, or a dict with the ``required`` keys and any keys of ``defaults``; the
+    entries it does not give are taken from ``defaults``.
+    """
+    if isinstance(arch, str):
+        name = ARCH_ALIASES.get(arch.lower(), arch.lower())
+        if name not in settings:
+            raise ValueError(f'unknown arch {arch!r}; use one of {sorted(settings)} '
+                             f'(or {sorted(ARCH_ALIASES)}) or a dict of explicit numbers')
+        return dict(defaults, **settings[name])
+    if not isinstance(arch, dict):
+        raise TypeError(f'arch must be a name or a dict, got {type(arch).__name__}')
+    required = set(required)
+    if not required <= set(arch) or not set(arch) <= required | set(defaults):
+        raise ValueError(f'arch dict needs keys {sorted(required)} (optional: '
+                         f'{sorted(defaults)}), got {sorted(arch)}')
+    return dict(defaults, **arch)
+
+
+def normalize_out_indices(out_indices, num_layers):
+    """Int or sequence, negatives counted from the end -> tuple of block indices."""
+    indices = (out_indices,) if isinstance(out_indices, int) else tuple(out_indices)
+    if not indices:
+        raise ValueError('out_indices is empty; give at least one block index')
+    for i in indices:
+        if not isinstance(i, int) or not -num_layers <= i < num_layers:
+            raise ValueError(f'out_indices entry {i!r} is not a block index in '
+                             f'[-{num_layers}, {num_layers - 1}]')
+    return tuple(i % num_layers for i in indices)
 
 
 def crop_hw(img_size):
@@ -80,13 +117,46 @@ def plain_layer_depth(name, num_layers, block_prefix):
 
 
 class PlainBackbone(BaseModule):
-    """Base of PatchViT and PatchMamba.
+    """Base of PatchViT and PatchMamba: a patch embedding, then ``num_layers`` blocks of one
+    width, each out index's tokens returned as a (B, C, ceil(H / p), ceil(W / p)) map.
+
+    Builds what both share: ``embed_dims`` and ``num_layers`` from the parsed ``settings``, the
+    patch embedding (``patch_size`` an int in 1..32, else ConfigValueError; that it divides the
+    crop is checked where the crop is known: the CLI, for segmentation, since detection pads its
+    images and ``img_size`` only sizes the stored position grid there), the stored position grid,
+    the out indices, ``with_cp`` and ``final_norm``.
+
+    ``final_norm`` has one meaning in every subclass, mmseg's ``VisionTransformer``'s: a norm
+    after the last block, applied to the last block's output; a map is normed only when the last
+    block is one of ``out_indices``, the maps of earlier blocks never are.
 
     Subclasses set ``block_prefix`` (their blocks' state-dict prefix) and implement
     ``convert_state_dict(state_dict)`` (foreign checkpoint -> own keys, patch and
-    position embeddings adapted); everything else that does not fit raises.
+    position embeddings adapted); everything else that does not fit raises. Their token
+    sequences hold ``num_prefix_tokens`` tokens before the patch grid and
+    ``num_suffix_tokens`` after it (class tokens).
     """
     block_prefix = None
+    num_prefix_tokens = 0
+    num_suffix_tokens = 0
+
+    def __init__(self, settings, patch_size, img_size, in_channels, out_indices, with_cp,
+                 final_norm, init_cfg=None):
+        super().__init__(init_cfg=init_cfg)
+        self.embed_dims = settings['embed_dims']
+        self.num_layers = settings['num_layers']
+        check_patch_size(patch_size, img_size, divides=False)
+        self.patch_embed = PatchEmbed(in_channels, self.embed_dims, patch_size)
+        self.patch_size = patch_size
+        self.pos_grid = pos_grid_for(img_size, patch_size)
+        self.out_indices = normalize_out_indices(out_indices, self.num_layers)
+        self.with_cp = with_cp
+        self.final_norm = final_norm
+
+    def _to_map(self, tokens, hw):
+        """Tokens (B, prefix + h*w + suffix, C) -> the patch tokens' (B, C, h, w) map."""
+        x = tokens[:, self.num_prefix_tokens:tokens.shape[1] - self.num_suffix_tokens]
+        return x.reshape(x.shape[0], hw[0], hw[1], -1).permute(0, 3, 1, 2).contiguous()
 
     def convert_state_dict(self, state_dict):
         raise NotImplementedError

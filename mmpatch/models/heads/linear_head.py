@@ -6,9 +6,9 @@ from mmseg.models.losses import CrossEntropyLoss
 from mmseg.registry import MODELS
 
 from ..layers.layer_norm_2d import LayerNorm2d  # noqa: F401  (registers 'LN2d')
-from ..utils.bilinear_matmul import resize_bilinear_matmul
-from ..utils.pixel_accuracy import pixel_accuracy
-from ..utils.upsample_cross_entropy import fused_ce_supported, upsample_cross_entropy
+from ..losses.bilinear_matmul import resize_bilinear_matmul
+from ..losses.pixel_accuracy import pixel_accuracy
+from ..losses.upsample_cross_entropy import fused_ce_supported, upsample_cross_entropy
 
 
 @MODELS.register_module()

@@ -5,12 +5,13 @@ from torch import nn
 
 class DropPath(nn.Module):
     """timm's ``DropPath``: in training, each sample's residual branch is dropped with
-    probability ``drop_prob`` and kept samples are scaled by ``1 / (1 - drop_prob)``.
+    probability ``drop_prob`` and kept samples are scaled by ``1 / (1 - drop_prob)``; identity
+    in evaluation. The stochastic depth of both backbones (PatchViT, PatchMamba).
 
     The rate is a (non-persistent) buffer, not a Python float: ``torch.compile`` specialises on
-    floats, so blocks whose rates differ (stochastic depth grows with depth) each compiled their
-    own graph, and past dynamo's recompile limit (8; hit in ViT-B's tools/train.py runs) the
-    remaining blocks, 9-12 of ViT-B, ran eagerly. No state-dict entries, as timm's.
+    floats, so blocks whose rates differ (stochastic depth grows with depth) would each compile
+    their own graph, and past dynamo's recompile limit (8) the remaining blocks (9-12 of ViT-B)
+    would run eagerly. No state-dict entries, as timm's.
     """
 
     def __init__(self, drop_prob: float = 0.):

@@ -16,7 +16,7 @@ for headdim = d_state = 64; the result does not depend on Q (up to rounding).
 import torch
 import torch.nn.functional as F
 
-from ..utils.autocast_off import autocast_off
+from .autocast_off import autocast_off
 
 
 def segsum(a):

@@ -1,0 +1,256 @@
+"""``tools/analysis``: one CPU smoke test per sub-command of ``benchmark.py`` and ``check.py``,
+tiny sizes, and the pure parts of the benchmark (row order, ratios, anchor check, fresh
+processes)."""
+import csv
+import importlib
+import json
+import math
+import os
+import runpy
+from pathlib import Path
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+ANALYSIS = ROOT / 'tools' / 'analysis'
+
+
+@pytest.fixture(autouse=True)
+def analysis_on_path(monkeypatch):
+    """tools/analysis on sys.path, as when its scripts run (``perfkit`` importable)."""
+    monkeypatch.syspath_prepend(str(ANALYSIS))
+
+
+def run(script, *argv):
+    """``python tools/analysis/<script> *argv`` in this process; what its sub-command returns."""
+    return runpy.run_path(str(ANALYSIS / script), run_name='tool_under_test')['main'](
+        [str(a) for a in argv])
+
+
+def perfkit(name):
+    return importlib.import_module(f'perfkit.{name}')
+
+
+# ------------------------------------------------------------------ benchmark.py
+
+def test_benchmark_models_and_report_cpu_smoke(tmp_path):
+    # two rows (each in a fresh process: seconds of imports each), the kernels in a third
+    model_rows, sdpa_rows = run('benchmark.py', 'models', '--device', 'cpu', '--tiny',
+                                '--backbones', 'PatchViT', 'timm', '--patch-sizes', 16,
+                                '--out', tmp_path)
+    assert [r['backbone'] for r in model_rows] == ['timm', 'PatchViT']  # the anchor first
+    assert all(r['status'] == 'ok' and r['images_per_s'] > 0 and r['model_tflops'] > 0
+               for r in model_rows)
+    pids = [r['pid'] for r in model_rows]
+    assert len(set(pids)) == 2 and os.getpid() not in pids  # each row in a process of its own
+    assert model_rows[1]['speed_vs_timm'] > 0 and 'frac_matmul_ceiling' in model_rows[1]
+    checked = [r for r in sdpa_rows if r.get('status') == 'ok']
+    assert checked and all(r['err_out'] < 1e-5 and r['err_grad'] < 1e-5 for r in checked)
+    for name in ('models.csv', 'sdpa.csv', 'env.json', 'benchmark.md', 'benchmark.png'):
+        assert (tmp_path / name).stat().st_size > 0
+    env = json.loads((tmp_path / 'env.json').read_text())
+    assert env['device_name'] and env['kernels_pid'] not in pids + [os.getpid()]
+    (tmp_path / 'benchmark.md').unlink()  # the report alone rebuilds it from the CSVs
+    run('benchmark.py', 'report', '--out', tmp_path)
+    assert 'alone in a fresh process' in (tmp_path / 'benchmark.md').read_text()
+
+
+@pytest.mark.parametrize('backbone,patch,batch', [('mmseg', 16, 2), ('PatchMamba', 4, 1)])
+def test_benchmark_row_cpu_smoke(tmp_path, capsys, backbone, patch, batch):
+    # what each row's process runs (here in the test's process, which is cheaper)
+    row = run('benchmark.py', 'row', '--backbone', backbone, '--patch-size', patch,
+              '--batch', batch, '--device', 'cpu', '--tiny', '--out', tmp_path)
+    assert row['status'] == 'ok' and row['images_per_s'] > 0 and row['pid'] == os.getpid()
+    assert row['with_cp'] == (patch == 4)  # above the tiny grid's cp_from_tokens
+    mark = perfkit('utils').RESULT_MARK
+    [line] = [x for x in capsys.readouterr().out.splitlines() if x.startswith(mark)]
+    assert json.loads(line[len(mark):])['row'] == row
+
+
+def test_benchmark_runs_the_anchor_first_and_its_repeat_last():
+    planned_rows = perfkit('models').planned_rows
+    grid = [(16, 16, ('PatchViT', 'timm', 'PatchMamba')), (8, 4, ('PatchViT', 'timm'))]
+    assert planned_rows(grid, anchor_repeat=True) == [
+        ('timm', 16, 16, None), ('PatchViT', 16, 16, None), ('PatchMamba', 16, 16, None),
+        ('PatchViT', 8, 4, None), ('timm', 8, 4, None), ('timm', 16, 16, 'anchor-repeat')]
+    assert planned_rows(grid, patch_sizes=[8], anchor_repeat=True) == [
+        ('timm', 8, 4, None), ('PatchViT', 8, 4, None), ('timm', 8, 4, 'anchor-repeat')]
+    assert planned_rows(grid, backbones=['PatchViT'], anchor_repeat=True) == [
+        ('PatchViT', 16, 16, None), ('PatchViT', 8, 4, None)]  # no timm: no anchor
+
+
+def test_benchmark_anchor_check_and_ratios_use_timm_alone():
+    models = perfkit('models')
+
+    def row(backbone, img_s, role=None):
+        return dict(backbone=backbone, patch_size=16, batch=16, status='ok', images_per_s=img_s,
+                    **(dict(role=role) if role else {}))
+    rows = models.add_ratios([row('timm', 400.), row('PatchViT', 500.),
+                              row('timm', 410., 'anchor-repeat')])
+    assert rows[1]['speed_vs_timm'] == 500. / 400.  # the grid's timm row, not the repeat
+    assert 'speed_vs_timm' not in rows[2]
+    assert models.anchor_check(rows) == 'anchor check: timm p16 400 vs 410 img/s, within 2.5%: ok'
+    rows[2]['images_per_s'] = 420.
+    assert models.anchor_check(rows).endswith('within 5.0%: FAILED (>3%)')
+    assert models.anchor_check(rows[:2]) is None
+
+
+def test_fresh_rows_keep_a_failed_childs_row(tmp_path):
+    utils = perfkit('utils')
+    script = tmp_path / 'child.py'
+    script.write_text('import sys\nprint("about to fail")\nsys.exit(3)\n')
+    assert utils.run_fresh_process(str(script), []) == dict(
+        status='error: exit code 3: about to fail')
+    seen = []
+    rows, env = utils.fresh_rows(str(script), [(['a'], dict(patch_size=8))],
+                                 on_row=lambda rows: seen.append(len(rows)))
+    assert rows == [dict(patch_size=8, status='error: exit code 3: about to fail')]
+    assert env == {} and seen == [1]
+    script.write_text('import time\ntime.sleep(30)\n')
+    assert utils.run_fresh_process(str(script), [], timeout=1)['status'] == \
+        'error: killed after 1 s'
+
+
+def test_benchmark_seg_iteration_cpu_smoke(tmp_path, monkeypatch):
+    from mmpatch.fast import HostLogEncoderDecoder, StackedSegDataPreProcessor
+    monkeypatch.delenv('TRITON_INTERPRET', raising=False)  # fused rows: the matmul path on CPU
+    batches_seen, host_log_steps = [], []  # by the stacked preprocessor: only stacked batches
+    real_forward, real_step = StackedSegDataPreProcessor.forward, HostLogEncoderDecoder.train_step
+    monkeypatch.setattr(StackedSegDataPreProcessor, 'forward', lambda self, data, training=False: (
+        batches_seen.append(torch.is_tensor(data['inputs'])) or real_forward(self, data, training)))
+    monkeypatch.setattr(HostLogEncoderDecoder, 'train_step', lambda self, *args: (
+        host_log_steps.append(1) or real_step(self, *args)))
+    rows = run('benchmark.py', 'seg-iteration', '--device', 'cpu', '--tiny', '--profile',
+               '--out', tmp_path)
+    assert [r['what'] for r in rows] == [
+        'loader', 'backbone', 'segmentor', 'segmentor_mmseg_loss', 'end_to_end',
+        'end_to_end_stacked', 'end_to_end_stacked_fused',
+        'end_to_end_stacked_fused_prefetch_host_log']
+    assert all(r['images_per_s'] > 0 for r in rows) and not any('status' in r for r in rows)
+    assert batches_seen and all(batches_seen)
+    assert len(host_log_steps) == 1 + 3  # the last row's warm-up and timed steps
+    assert rows[1]['time_vs_backbone'] == 1 and rows[0]['time_vs_backbone'] is None
+    assert (tmp_path / 'seg_iteration.csv').stat().st_size > 0
+    plain = (tmp_path / 'seg_iteration_profile_segmentor.txt').read_text()
+    assert '3 segmentor steps' in plain and 'upsample_bilinear2d_backward' not in plain
+    mmseg = (tmp_path / 'seg_iteration_profile_segmentor_mmseg_loss.txt').read_text()
+    assert 'upsample_bilinear2d_backward' in mmseg
+    assert '3 backbone steps' in (tmp_path / 'seg_iteration_profile_backbone.txt').read_text()
+
+
+def test_seg_iteration_broken_row_costs_only_itself(tmp_path, monkeypatch):
+    from mmpatch.models.heads.linear_head import LinearHead
+    real = LinearHead._fused_loss
+
+    def broken(self, *args):
+        if self.fast_loss == 'fused':
+            raise RuntimeError('kernel failed to compile\nsecond line')
+        return real(self, *args)
+    monkeypatch.setattr(LinearHead, '_fused_loss', broken)
+    rows = run('benchmark.py', 'seg-iteration', '--device', 'cpu', '--tiny', '--rows',
+               'segmentor', 'end_to_end_stacked_fused', '--out', tmp_path)
+    by_what = {r['what']: r for r in rows}
+    assert list(by_what) == ['loader', 'backbone', 'segmentor', 'end_to_end_stacked_fused']
+    assert by_what['end_to_end_stacked_fused']['status'] == \
+        'error: RuntimeError: kernel failed to compile'
+    assert by_what['segmentor']['ms_per_iter'] > 0
+    assert 'kernel failed to compile' in (tmp_path / 'seg_iteration.md').read_text()
+
+
+def test_benchmark_detection_cpu_smoke(tmp_path):
+    rows = run('benchmark.py', 'detection', '--device', 'cpu', '--tiny', '--patch-sizes', 8,
+               '--steps', 1, '--warmup', 0, '--out', tmp_path)
+    assert len(rows) == 1 and rows[0]['patch_size'] == 8
+    assert rows[0]['pid'] != os.getpid()  # the row ran in a fresh process
+    assert rows[0]['s_per_iter'] > 0 and math.isfinite(rows[0]['loss'])
+    assert rows[0]['tokens_per_image'] == math.ceil(64 / 8) * math.ceil(96 / 8)
+    assert (tmp_path / 'detection.md').read_text().startswith('| config |')
+    assert json.loads((tmp_path / 'detection.json').read_text())['env']['device_name'] == 'cpu'
+
+
+# ------------------------------------------------------------------ check.py
+
+def test_check_mamba_kernels_cpu_smoke(tmp_path, capsys):
+    report = run('check.py', 'mamba-kernels', '--device', 'cpu', '--tiny', '--patch-sizes', 16, 8,
+                 '--steps', 1, '--warmup', 0, '--out', tmp_path)
+    assert report['parity'].startswith('skipped') and 'CUDA' in report['parity']
+    assert [r['patch_size'] for r in report['benchmark']] == [16, 8]
+    assert all(r['status'] == 'ok' and r['resolved_impl'] == 'torch' for r in report['benchmark'])
+    for ext in ('json', 'csv', 'md'):
+        assert (tmp_path / f'mamba_kernels.{ext}').is_file()
+    assert 'parity: skipped' in capsys.readouterr().out
+
+
+def test_check_fused_ce_cpu_smoke(tmp_path):
+    # CPU: Triton's interpreter (conftest). Both fused rows agree with mmseg's path; all timed
+    device = 'cuda' if torch.cuda.is_available() else 'cpu'
+    rows, check = run('check.py', 'fused-ce', '--device', device, '--tiny', '--tune',
+                      '--out', tmp_path)
+    tune = perfkit('fused_ce').TUNE
+    assert [r['path'] for r in rows] == ['mmseg', 'matmul', 'fused_ieee', 'fused_tf32'] + [
+        'fused_tf32'] * len(tune)
+    assert [(r['block_x'], r['block_c'], r['warps']) for r in rows[4:]] == list(tune)
+    assert rows[0]['vs_mmseg'] == 1 and all(r['ms'] > 0 for r in rows)
+    from mmpatch.models.losses import upsample_cross_entropy as fce
+    assert (fce.BLOCK_X, fce.BLOCK_C, fce.NUM_WARPS) == (rows[3]['block_x'], rows[3]['block_c'],
+                                                         rows[3]['warps'])  # restored
+    for name, tolerance in (('fused_ieee', 1e-5), ('fused_tf32', 1e-3)):
+        assert check[name]['loss_rel_err'] < tolerance and check[name]['acc_abs_err'] == 0
+        assert check[name]['grad_max_abs_err'] < 10 * tolerance * check[name]['grad_max_abs']
+    assert 'fused_tf32' in (tmp_path / 'fused_ce.md').read_text()
+    assert 'loss_rel_err' in rows[2] and 'loss_rel_err' not in rows[0]  # measured for fused only
+    assert 'loss_rel_err' not in rows[4] and rows[4]['tuned']  # not measured at tuned settings
+
+
+def test_check_global_state_cpu_smoke(tmp_path):
+    code = run('check.py', 'global-state', '--device', 'cpu', '--tiny', '--out', tmp_path)
+    assert code == 0
+    saved = json.loads((tmp_path / 'global_state.json').read_text())
+    assert set(saved['diffs']) == set(perfkit('global_state').CASES) | {'all cases'}
+    assert not any(saved['diffs'].values())
+    [row] = saved['timing']
+    assert row['timm_alone_img_s'] > 0 and row['timm_after_mmpatch_img_s'] > 0
+    assert row['alone_pid'] != row['after_pid']  # alone: in a process of its own
+    assert 'unchanged' in (tmp_path / 'global_state.md').read_text()
+
+
+def test_check_seg_configs_cpu_smoke(tmp_path):
+    config = ROOT / 'configs' / 'toy' / 'vit_t_p4_linear.py'
+    run('check.py', 'seg-configs', config, '--device', 'cpu', '--warmup', 0, '--steps', 1,
+        '--test-hw', 40, 48, '--out', tmp_path)
+    with open(tmp_path / 'seg_configs.csv') as f:
+        row, = csv.DictReader(f)
+    assert {'train_s', 'predict_s', 'params_m'} <= set(row)
+    assert row['config'] == 'vit_t_p4_linear' and row['test_mode'] == 'slide'
+    assert float(row['train_s']) > 0 and float(row['predict_s']) > 0
+
+
+# ------------------------------------------------------------------ gpu_run.sh
+
+def test_gpu_run_parses_and_refuses_an_unknown_sub_command(tmp_path):
+    import subprocess
+    script = str(ANALYSIS / 'gpu_run.sh')
+    assert subprocess.run(['bash', '-n', script]).returncode == 0
+    done = subprocess.run(['bash', script, 'round1'], capture_output=True, text=True,
+                          env=dict(os.environ, OUT=str(tmp_path)), cwd=ROOT)
+    assert done.returncode == 2 and "usage: gpu_run.sh benchmark|mission|scale|toy-sweep|" \
+        "train-iteration [args] (got 'round1')" in done.stdout
+    assert not any(tmp_path.iterdir())  # refused before anything ran
+
+
+@pytest.mark.parametrize('script', ['benchmark.py', 'check.py'])
+def test_every_sub_command_prints_its_help(script, capsys):
+    """Each sub-command's module imports and its parser formats (argparse expands '%' in help
+    strings only when --help is asked for); no sub-command or an unknown one exits with the
+    usage."""
+    subcommands = runpy.run_path(str(ANALYSIS / script), run_name='tool_under_test')['SUBCOMMANDS']
+    for name in subcommands:
+        with pytest.raises(SystemExit) as exit_info:
+            run(script, name, '--help')
+        assert exit_info.value.code == 0, name
+        assert 'usage:' in capsys.readouterr().out, name
+    for argv in ([], ['no-such-command']):
+        with pytest.raises(SystemExit) as exit_info:
+            run(script, *argv)
+        assert str(exit_info.value.code).startswith(f'usage: {script} {{'), argv
