@@ -108,10 +108,12 @@ def build_backbone(name, cfg, patch_size, with_cp, device):
                                   mlp_ratio=int(arch['mlp_ratio']), final_norm=True, with_cp=with_cp)
         return model, lambda x: model(x)[-1]
     import mmpatch.models  # noqa: F401  (registers our backbones)
+    from mmengine.registry import DefaultScope
     from mmseg.registry import MODELS
     arch = cfg['mamba_arch'] if name == 'PatchMamba' else cfg['arch']
-    model = MODELS.build(dict(type=name, arch=arch, patch_size=patch_size, img_size=img,
-                              with_cp=with_cp))
+    with DefaultScope.overwrite_default_scope('mmseg'):  # whatever scope the caller has set
+        model = MODELS.build(dict(type=name, arch=arch, patch_size=patch_size, img_size=img,
+                                  with_cp=with_cp))
     return model, lambda x: model(x)[-1]
 
 
