@@ -126,3 +126,23 @@ def test_a_cell_through_the_module_entry_points(toy_seg_root, tmp_path):
     with pytest.raises(RuntimeError, match=r'test failed \(exit 2\); see .*sweep.log'):
         _launch('test', command_line(test_kwargs, str(tmp_path / 'none.pth')), 1, 'none', log)
     assert 'test.py: error: test.py CHECKPOINT: checkpoint not found' in open(log).read()
+
+
+def test_later_runs_of_a_process_get_instances_of_their_own():
+    """mmengine hands back an existing logger / visualizer for a known name: from the second run
+    of a process on, build_runner names them after the run, unless the config does."""
+    from mmengine.config import Config
+
+    from mmpatch.apis.runner import name_instances
+    cfg = Config.fromfile(osp.join(REPO, 'configs', 'toy', 'vit_t_p8_linear.py'))
+    first = cfg.copy()
+    name_instances(first, 0)  # the first run keeps mmengine's names (tools/train.py's processes)
+    assert first.get('experiment_name') is None and first.visualizer.name == 'visualizer'
+    later = cfg.copy()
+    name_instances(later, 3)
+    assert later.experiment_name.startswith('vit_t_p8_linear_') and later.experiment_name.endswith('_run3')
+    assert later.visualizer.name == later.experiment_name
+    named = cfg.copy()
+    named.experiment_name, named.visualizer.name = 'mine', 'my_visualizer'
+    name_instances(named, 3)
+    assert (named.experiment_name, named.visualizer.name) == ('mine', 'my_visualizer')

@@ -1,7 +1,10 @@
 """The runner of a train / test run: the config's runner_type from the scope's RUNNERS, with a
 console that shows the losses and metrics, not mmengine's dumps (the log file keeps them)."""
 import contextlib
+import itertools
 import logging
+import os.path as osp
+import time
 import warnings
 
 from .errors import CliError
@@ -51,9 +54,35 @@ def _runner_class(cfg, scope, verbose, console):
     return type(cls.__name__, (cls,), dict(build_logger=build_logger, __module__=cls.__module__))
 
 
+_RUNS = itertools.count()  # runs built in this process
+
+
+def name_instances(cfg, run_index):
+    """Give the second and later runs of one process their own mmengine instances.
+
+    mmengine keeps loggers, message hubs and visualizers by name for the life of the process and
+    hands an existing one back for a known name. A run's logger is named after
+    ``experiment_name`` (``<config>_<second>`` by default) and mmseg's runtime names every
+    visualizer 'visualizer', so a second ``train()`` / ``test()`` in one process (the sweep, a
+    notebook, the tests) would log and write its scalars through the first run's handlers and
+    folder. From the second run on, unless the config names them: ``experiment_name`` gets the
+    run's index and the default-named visualizer takes that name. The first run, and so every
+    ``tools/train.py`` / ``tools/test.py`` process, keeps mmengine's names."""
+    if run_index == 0:
+        return
+    if cfg.get('experiment_name') is None:
+        stem = osp.splitext(osp.basename(cfg.filename or 'config'))[0]
+        cfg.experiment_name = f'{stem}_{time.strftime("%Y%m%d_%H%M%S")}_run{run_index}'
+    visualizer = cfg.get('visualizer')
+    if isinstance(visualizer, dict) and visualizer.get('name', 'visualizer') == 'visualizer':
+        visualizer['name'] = cfg.experiment_name
+
+
 def build_runner(cfg, scope, verbose=True, console=True):
     """Runner from the scope's RUNNERS registry when the config names a runner_type; quiet on the
-    console (``QuietConsole``) unless ``verbose``; warnings and errors only unless ``console``."""
+    console (``QuietConsole``) unless ``verbose``; warnings and errors only unless ``console``;
+    from the second run of a process on, with instances of its own (``name_instances``)."""
+    name_instances(cfg, next(_RUNS))
     return _runner_class(cfg, scope, verbose, console).from_cfg(cfg)
 
 
