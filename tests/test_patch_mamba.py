@@ -202,3 +202,54 @@ def test_converter_tool(tmp_path):
     model.init_weights()
     assert model.pos_embed.shape == (1, 6 * 6 + 1, 32)
     assert torch.equal(model.pos_embed, saved['state_dict']['pos_embed'])
+
+
+def test_compile_blocks_flag():
+    with pytest.raises(ValueError, match="compile_blocks must be .*'default'"):
+        micro(compile_blocks='reduce-overhead')  # CUDA graphs: not offered for PatchMamba
+    with pytest.raises(ValueError, match='compile_blocks'):
+        micro(compile_blocks='fast')
+    x = torch.randn(1, 3, 16, 16)
+    eager, compiled = micro().train(), micro(compile_blocks=True).train()
+    assert compiled.compile_blocks == 'default'
+    compiled.load_state_dict(eager.state_dict())
+    assert torch.equal(eager(x)[0], compiled(x)[0])  # CPU inputs run eagerly
+
+
+def test_compiled_block_breaks_only_at_the_kernels(monkeypatch):
+    """With the kernel namespace resolved, torch.compile traces a whole block except the scan
+    and the gated norm (stand-ins here for mamba_ssm's Triton kernels, which need CUDA)."""
+    import types
+
+    import torch.nn.functional as F
+
+    from mmpatch.models.backbones.plain_backbone import call_block
+    from mmpatch.models.layers import mamba2_mixer
+    from mmpatch.models.layers.ssd_scan import ssd_chunked
+    calls = []
+
+    def scan(x, dt, A, B, C, chunk_size, D=None, z=None, dt_bias=None, dt_softplus=False):
+        calls.append('scan')
+        return ssd_chunked(x, F.softplus(dt.float() + dt_bias), A, B, C, D=D, chunk_size=16)
+
+    def gated_norm(y, weight, bias, z=None, eps=1e-5, group_size=None, norm_before_gate=False):
+        calls.append('norm')
+        y = y * F.silu(z)
+        return y * torch.rsqrt(y.pow(2).mean(-1, keepdim=True) + eps) * weight
+
+    disable = torch.compiler.disable
+    kernels = types.SimpleNamespace(chunk_scan=disable(scan), rmsnorm=disable(gated_norm),
+                                    split_conv1d_scan=None)
+    monkeypatch.setattr(mamba2_mixer, '_KERNELS', {'kernels': kernels})
+    monkeypatch.setattr(mamba2_mixer.Mamba2Mixer, 'resolved_impl', lambda self, u: 'mamba_ssm')
+    block = micro().layers[0]
+    x = torch.randn(2, 5, 32)
+    torch._dynamo.reset()
+    explained = torch._dynamo.explain(call_block)(block, x)
+    reasons = [str(r.reason) for r in explained.break_reasons]
+    # each break skips a kernel; none comes from resolving the kernels inside the graph
+    skipped_kernel = 'Skip calling `torch.compiler.disable()`d'
+    assert reasons and all(r.startswith(skipped_kernel) for r in reasons), reasons
+    assert explained.graph_count <= 5, reasons  # before, between and after the two kernels
+    out = torch.compile(call_block, backend='aot_eager')(block, x)
+    assert torch.allclose(out, block(x), atol=1e-6) and {'scan', 'norm'} <= set(calls)

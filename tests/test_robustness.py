@@ -356,8 +356,8 @@ def test_missing_mamba_ssm_on_cuda_warns_once_and_uses_pytorch(monkeypatch):
     mixer = mamba2_mixer.Mamba2Mixer(16, d_state=8, headdim=8, expand=2)
     cuda_input = types.SimpleNamespace(is_cuda=True, dtype=torch.float32)  # stands for a CUDA tensor
     monkeypatch.setitem(sys.modules, 'mamba_ssm', None)  # `import mamba_ssm...` raises ImportError
-    for cached in (mamba2_mixer.mamba_ssm_kernels, mamba2_mixer._warn_torch_fallback):
-        cached.cache_clear()
+    monkeypatch.setattr(mamba2_mixer, '_KERNELS', {})  # forget an earlier import
+    mamba2_mixer._warn_torch_fallback.cache_clear()
     try:
         with pytest.warns(RuntimeWarning, match='mamba_ssm is not importable.*PyTorch SSD scan.*mamba-ssm'):
             assert mixer.resolved_impl(cuda_input) == 'torch'
@@ -365,8 +365,7 @@ def test_missing_mamba_ssm_on_cuda_warns_once_and_uses_pytorch(monkeypatch):
             warnings.simplefilter('error')
             assert mixer.resolved_impl(cuda_input) == 'torch'  # once only
     finally:
-        for cached in (mamba2_mixer.mamba_ssm_kernels, mamba2_mixer._warn_torch_fallback):
-            cached.cache_clear()
+        mamba2_mixer._warn_torch_fallback.cache_clear()
 
 
 # ----------------------------------------------------------------------------- training failures

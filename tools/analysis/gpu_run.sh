@@ -11,7 +11,11 @@
 #       small:  matmul ceiling, ViT-B p2 ours / timm / mmseg, ViT-B p1 ours, Adventurer-B p2 and
 #               p1, then the training iteration with profiles;
 #       seg:    check.py fused-ce, then the training iteration alone with profiles
-#               (COMPILE_MODE=reduce-overhead: the blocks as CUDA graphs).
+#               (COMPILE_MODE=reduce-overhead: the blocks as CUDA graphs);
+#       mamba:  check.py mamba-kernels parity (compiled blocks included), then PatchMamba-B
+#               compiled and eager against PatchViT-B at p16 / 8 / 4 with the timm anchor and
+#               its repeat, then profiles of PatchMamba p16 and p8 (eager, compiled);
+#               everything in $OUT/mamba.tar.gz, rewritten after each step.
 #   gpu_run.sh mission GPUS ITERS
 #       tools/dist_train.sh configs/ade20k/vit_b_p1_linear.py on GPUS GPUs for ITERS iterations
 #       on an ADE20K-layout toy set (512 x 512, 150 classes; only the schedule is shortened and
@@ -90,7 +94,26 @@ benchmark() {
         && rm "$OUT"/seg_iteration_profile*.txt
       return
       ;;
-    *) echo "usage: gpu_run.sh benchmark round1 | round2 ROUND1_DIR | small | seg"; exit 2 ;;
+    mamba)
+      local b=(python3 tools/analysis/benchmark.py) pack="tar czf $OUT/mamba.tar.gz -C $OUT part"
+      mkdir -p "$OUT/part"
+      timeout 120 python3 tools/analysis/check.py mamba-kernels --out "$OUT/part" 2>&1 \
+        | grep -v "^|" | tail -5; $pack
+      "${b[@]}" models --sections models --backbones timm PatchViT PatchMamba PatchMamba-eager \
+        --patch-sizes 16 --row-timeout 150 --out "$OUT/part" 2>&1 | tee "$OUT/part/log.txt"; $pack
+      "${b[@]}" models --sections models --backbones PatchViT PatchMamba PatchMamba-eager \
+        --patch-sizes 8 4 --row-timeout 150 --out "$OUT/part" 2>&1 | tee -a "$OUT/part/log.txt"
+      "${b[@]}" models --sections models report --backbones timm --patch-sizes 16 \
+        --anchor-repeat --row-timeout 150 --out "$OUT/part" 2>&1 | tee -a "$OUT/part/log.txt"; $pack
+      local spec
+      for spec in PatchMamba-eager:16:16 PatchMamba:16:16 PatchMamba:8:4 PatchMamba-eager:8:4; do
+        IFS=: read -r name p batch <<< "$spec"
+        timeout 120 "${b[@]}" row --backbone "$name" --patch-size "$p" --batch "$batch" \
+          --profile --out "$OUT/part" > /dev/null 2>&1; $pack
+      done
+      return
+      ;;
+    *) echo "usage: gpu_run.sh benchmark round1 | round2 ROUND1_DIR | small | seg | mamba"; exit 2 ;;
   esac
   python3 tools/analysis/benchmark.py report --out "$OUT" 2>&1 | tail -40
 }

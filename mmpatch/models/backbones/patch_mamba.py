@@ -20,11 +20,12 @@ from torch.utils.checkpoint import checkpoint
 
 from ...registry import register_seg_det_model
 from ..layers.drop_path import DropPath
-from ..layers.mamba2_mixer import IMPLS, Mamba2Mixer
+from ..layers.mamba2_mixer import IMPLS, Mamba2Mixer, mamba_ssm_kernels
 from ..layers.pos_embed import resample_grid_pos_embed
 from ..layers.swiglu import SwiGLU
 from ..weights.adventurer_convert import adventurer_to_patch_mamba
-from .plain_backbone import PlainBackbone, resolve_arch
+from .plain_backbone import (COMPILE_MODES, CUDA_GRAPH_MODES, PlainBackbone, call_block,
+                             check_compile_blocks, compiled_block_call, resolve_arch)
 
 ARCH_SETTINGS = {
     'tiny': dict(embed_dims=256, num_layers=12),
@@ -36,6 +37,9 @@ ARCH_SETTINGS = {
 ARCH_DEFAULTS = dict(mlp_ratio=2.5, d_state=64, expand=2, headdim=64, d_conv=4, ngroups=1,
                      chunk_size=256)
 FLIP_SCHEDULES = ('paper', 'alternate')
+# compile_blocks modes: the Triton SSD kernels run outside the compiled graphs (graph breaks),
+# so CUDA-graph modes would capture pieces only; they are not offered.
+MAMBA_COMPILE_MODES = tuple(m for m in COMPILE_MODES if m not in CUDA_GRAPH_MODES)
 NORM_EPS = 1e-5
 
 
@@ -113,6 +117,11 @@ class PatchMamba(PlainBackbone):
         flip_schedule: 'paper' (released code: blocks 2 and 3 flip) or
             'alternate' (blocks with ``(n // 2)`` odd flip).
         mamba_impl: 'auto' | 'torch' | 'mamba_ssm' (see ``Mamba2Mixer``).
+        compile_blocks: ``torch.compile`` each block for training steps on CUDA:
+            norms, flips, projections, the causal conv's SiLU and the SwiGLU MLP are
+            fused by Inductor, while mamba_ssm's Triton kernels run as they are (the
+            graph breaks around them); evaluation and CPU inputs run eagerly. ``True``
+            (mode 'default') or a mode of ``MAMBA_COMPILE_MODES``.
         init_cfg: ``dict(type='Pretrained', checkpoint=PATH, prefix=None)`` loads
             official Adventurer or mmpatch weights strictly (``load_pretrained``).
     """
@@ -121,14 +130,16 @@ class PatchMamba(PlainBackbone):
 
     def __init__(self, arch='base', patch_size=16, img_size=224, in_channels=3, out_indices=-1,
                  drop_path_rate=0., with_cp=False, final_norm=True, flip_schedule='paper',
-                 mamba_impl='auto', init_cfg=None):
+                 mamba_impl='auto', compile_blocks=False, init_cfg=None):
         settings = parse_arch(arch)
         if mamba_impl not in IMPLS:
             raise ValueError(f'mamba_impl must be one of {IMPLS}, got {mamba_impl!r}')
+        compile_blocks = check_compile_blocks(compile_blocks, with_cp, MAMBA_COMPILE_MODES)
         super().__init__(settings, patch_size, img_size, in_channels, out_indices, with_cp,
                          final_norm, init_cfg=init_cfg)
         self.arch_settings = settings
         self.flip_schedule = flip_schedule
+        self.compile_blocks = compile_blocks  # a mode or False
         flips = flips_for(flip_schedule, self.num_layers)
 
         self.cls_token = nn.Parameter(torch.zeros(1, 1, self.embed_dims))
@@ -173,9 +184,13 @@ class PatchMamba(PlainBackbone):
         """Run every block; return ``{i: tokens after block i}`` for ``i`` in ``keep``, and (h, w)."""
         x, hw = self._embed(x)
         checkpointing = self.with_cp and self.training and torch.is_grad_enabled()
+        call = call_block
+        if self.compile_blocks and self.training and x.is_cuda:
+            mamba_ssm_kernels()  # resolved eagerly, so that the compiled blocks read it as a constant
+            call = compiled_block_call(self.compile_blocks)
         kept = {}
         for i, layer in enumerate(self.layers):
-            x = checkpoint(layer, x, use_reentrant=False) if checkpointing else layer(x)
+            x = checkpoint(call, layer, x, use_reentrant=False) if checkpointing else call(layer, x)
             if i in keep:
                 kept[i] = x
         return kept, hw

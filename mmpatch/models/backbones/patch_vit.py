@@ -1,6 +1,5 @@
 """Plain ViT backbone at any patch size (1..32) for mmseg and mmdet."""
 import contextlib
-import functools
 
 import torch
 import torch.nn as nn
@@ -13,7 +12,8 @@ from ..layers.drop_path import DropPath
 from ..layers.pos_embed import resample_grid_pos_embed
 from ..layers.sdpa_backend import ATTN_BACKENDS, resolve_sdpa_backends, sdpa_backend_context
 from ..weights.timm_vit_convert import timm_vit_to_patch_vit
-from .plain_backbone import PlainBackbone, resolve_arch
+from .plain_backbone import (COMPILE_MODES, CUDA_GRAPH_MODES, PlainBackbone,  # noqa: F401
+                             call_block, check_compile_blocks, compiled_block_call, resolve_arch)
 
 ARCH_SETTINGS = {
     'tiny': dict(embed_dims=192, num_layers=12, num_heads=3, mlp_ratio=4.),
@@ -42,20 +42,7 @@ _ATTENTION_OPS = tuple(getattr(torch.ops.aten, name).default for name in (
     if hasattr(torch.ops.aten, name))
 
 
-def _call_block(block, x):
-    return block(x)
-
-
-# torch.compile modes ``compile_blocks`` takes, and those that replay CUDA graphs
-COMPILE_MODES = ('default', 'reduce-overhead', 'max-autotune', 'max-autotune-no-cudagraphs')
-CUDA_GRAPH_MODES = ('reduce-overhead', 'max-autotune')
-
-
-@functools.lru_cache(maxsize=None)
-def compiled_block_call(mode='default'):
-    """``torch.compile`` of ``block(x)`` in ``mode``, shared by all blocks (one graph serves every
-    block of a shape, since torch >= 2.5 inlines module parameters as graph inputs)."""
-    return torch.compile(_call_block, mode=mode)
+_call_block = call_block  # the eager call (compared by identity below)
 
 
 def _run_block(call, block, x, backends):
@@ -188,19 +175,13 @@ class PatchViT(PlainBackbone):
         settings = parse_arch(arch)
         if attn_backend not in ATTN_BACKENDS:
             raise ValueError(f'attn_backend must be one of {ATTN_BACKENDS}, got {attn_backend!r}')
-        if not (isinstance(compile_blocks, bool) or compile_blocks in COMPILE_MODES):
-            raise ValueError(f'compile_blocks must be True, False or a torch.compile mode of '
-                             f'{COMPILE_MODES}, got {compile_blocks!r}')
-        if with_cp and compile_blocks in CUDA_GRAPH_MODES:
-            raise ValueError(f'compile_blocks={compile_blocks!r} (CUDA graphs) is not supported '
-                             f'with with_cp (the checkpoint would replay the graphs inside the '
-                             f'backward; not tried); use compile_blocks=True')
+        compile_blocks = check_compile_blocks(compile_blocks, with_cp)
         super().__init__(settings, patch_size, img_size, in_channels, out_indices, with_cp,
                          final_norm, init_cfg=init_cfg)
         self.num_heads = settings['num_heads']
         self.cp_save_attention = cp_save_attention
         self.attn_backend = attn_backend
-        self.compile_blocks = 'default' if compile_blocks is True else compile_blocks  # or False
+        self.compile_blocks = compile_blocks  # a mode or False
         self.num_prefix_tokens = 1 if with_cls_token else 0
 
         self.cls_token = nn.Parameter(torch.zeros(1, 1, self.embed_dims)) if with_cls_token else None

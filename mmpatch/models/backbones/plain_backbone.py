@@ -1,8 +1,10 @@
 """What the plain (single-stride) backbones share: the arch lookup, the patch-size rule, the stored
 position grid, out indices, the stem (patch embedding), token maps, pretrained loading and
 layer-depth ranks. Each backbone keeps its own arch table; the logic is here once."""
+import functools
 import math
 
+import torch
 from mmengine.logging import print_log
 from mmengine.model import BaseModule
 
@@ -13,6 +15,32 @@ from ..weights.checkpoint_filter import load_state_dict_strict, read_state_dict
 MAX_PATCH_SIZE = 32  # PatchEmbed's range: 1..32
 MAX_POS_GRID = 64  # position tables are stored on at most 64 x 64 tokens
 ARCH_ALIASES = {'t': 'tiny', 's': 'small', 'b': 'base', 'l': 'large'}
+# torch.compile modes ``compile_blocks`` takes, and those that replay CUDA graphs
+COMPILE_MODES = ('default', 'reduce-overhead', 'max-autotune', 'max-autotune-no-cudagraphs')
+CUDA_GRAPH_MODES = ('reduce-overhead', 'max-autotune')
+
+
+def call_block(block, x):
+    return block(x)
+
+
+@functools.lru_cache(maxsize=None)
+def compiled_block_call(mode='default'):
+    """``torch.compile`` of ``block(x)`` in ``mode``, shared by all blocks (one graph serves every
+    block of a shape, since torch >= 2.5 inlines module parameters as graph inputs)."""
+    return torch.compile(call_block, mode=mode)
+
+
+def check_compile_blocks(compile_blocks, with_cp, modes=COMPILE_MODES):
+    """``compile_blocks`` as a mode name or False; raises on a value outside ``modes``."""
+    if not (isinstance(compile_blocks, bool) or compile_blocks in modes):
+        raise ValueError(f'compile_blocks must be True, False or a torch.compile mode of '
+                         f'{modes}, got {compile_blocks!r}')
+    if with_cp and compile_blocks in CUDA_GRAPH_MODES:
+        raise ValueError(f'compile_blocks={compile_blocks!r} (CUDA graphs) is not supported '
+                         f'with with_cp (the checkpoint would replay the graphs inside the '
+                         f'backward; not tried); use compile_blocks=True')
+    return 'default' if compile_blocks is True else compile_blocks
 
 
 def resolve_arch(arch, settings, defaults, required=('embed_dims', 'num_layers')):

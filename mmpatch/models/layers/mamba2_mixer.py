@@ -31,9 +31,21 @@ IMPLS = ('auto', 'torch', 'mamba_ssm')
 _NO_DT_LIMIT = (0.0, float('inf'))
 
 
-@functools.lru_cache(maxsize=None)
+_KERNELS = {}  # 'kernels' -> the namespace or the reason (filled once, by the first call)
+
+
 def mamba_ssm_kernels():
-    """mamba_ssm's kernels as a namespace, or the reason (a str) they cannot be imported."""
+    """mamba_ssm's kernels as a namespace, or the reason (a str) they cannot be imported.
+
+    A plain dict cache, not ``lru_cache``: once filled, torch.compile reads it as a constant
+    instead of tracing the import (PatchMamba fills it before it runs compiled blocks).
+    """
+    if 'kernels' not in _KERNELS:
+        _KERNELS['kernels'] = _import_kernels()
+    return _KERNELS['kernels']
+
+
+def _import_kernels():
     try:
         from mamba_ssm.ops.triton.layernorm_gated import rmsnorm_fn
         from mamba_ssm.ops.triton.ssd_combined import (mamba_chunk_scan_combined,
@@ -45,8 +57,12 @@ def mamba_ssm_kernels():
         fused = True
     except ImportError:
         fused = False
-    return SimpleNamespace(chunk_scan=mamba_chunk_scan_combined, rmsnorm=rmsnorm_fn,
-                           split_conv1d_scan=mamba_split_conv1d_scan_combined if fused else None)
+    # Outside torch.compile's graphs: compiled blocks (PatchMamba's compile_blocks) break the
+    # graph around each kernel and fuse what lies between.
+    disable = torch.compiler.disable
+    return SimpleNamespace(
+        chunk_scan=disable(mamba_chunk_scan_combined), rmsnorm=disable(rmsnorm_fn),
+        split_conv1d_scan=disable(mamba_split_conv1d_scan_combined) if fused else None)
 
 
 @functools.lru_cache(maxsize=None)

@@ -5,7 +5,8 @@
    gradient and every parameter gradient must agree to a relative error
    ``||a - b|| / ||b|| < 1e-3``. Both are also compared with the PyTorch path in
    float64. The same is done for a small whole PatchMamba, and for the official
-   golden forward when ``--golden`` points to it. Triton's float32 dot products
+   golden forward when ``--golden`` points to it, and the small PatchMamba with
+   ``compile_blocks=True`` against itself eager (both with the kernels). Triton's float32 dot products
    run in IEEE float32 here (``TRITON_F32_DEFAULT=ieee``; ``--f32-dots tf32`` for
    the kernels' default): with TF32 the kernels' own error in the dt_bias and
    A_log gradients can exceed the tolerance, while the PyTorch path stays near float64.
@@ -128,9 +129,29 @@ def _parity_rows(cfg, device, golden_path):
         rows += compare(f'Mamba2Mixer d256 L{length}', mixer, u)
     torch.manual_seed(0)
     small = PatchMamba(arch=dict(embed_dims=128, num_layers=4), patch_size=4, img_size=64).to(device)
-    rows += compare('PatchMamba d128x4 p4 64px', small, torch.randn(2, 3, 64, 64, device=device))
+    images = torch.randn(2, 3, 64, 64, device=device)
+    rows += compare('PatchMamba d128x4 p4 64px', small, images)
+    rows += compiled_rows(small, images)
     if golden_path:
         rows += golden_rows(golden_path, device)
+    return rows
+
+
+def compiled_rows(model, inputs):
+    """Relative errors of ``compile_blocks=True`` against the same model eager (kernels)."""
+    compiled = copy.deepcopy(model).train()
+    compiled.compile_blocks = 'default'
+    probe = _first(model(inputs)).detach()
+    weight = torch.randn(probe.shape, dtype=torch.float64, device=probe.device,
+                         generator=torch.Generator(probe.device).manual_seed(2))
+    out_e, grads_e = forward_backward(model.train(), inputs, 'mamba_ssm', weight)
+    out_c, grads_c = forward_backward(compiled, inputs, 'mamba_ssm', weight)
+    rows = []
+    for what, c, e in [('output', out_c, out_e)] + [(f'grad {n}', grads_c[n], grads_e[n])
+                                                    for n in grads_e]:
+        err = rel_err(c, e)
+        rows.append(dict(check='PatchMamba compiled vs eager', tensor=what, kernel_vs_torch=err,
+                         kernel_vs_fp64=None, torch_vs_fp64=None, passed=err < TOLERANCE))
     return rows
 
 

@@ -16,7 +16,9 @@ Sections (all in one run, so every ratio compares numbers of one GPU and one run
   ``flops / (other / matmul_rate + attention / best_sdpa_rate(tokens))``.
   Backbones: 'PatchViT' (ours: compiled blocks, 'auto' attention),
   'PatchViT-eager', 'timm' (``VisionTransformer``), 'mmseg'
-  (``mmseg.models.VisionTransformer``) and any registry name (e.g. 'PatchMamba').
+  (``mmseg.models.VisionTransformer``), 'PatchMamba' (compiled blocks around mamba_ssm's
+  kernels), 'PatchMamba-eager' and any registry name. PatchMamba rows also get
+  ``speed_vs_PatchViT`` (images/s over PatchViT's at the same patch size and batch).
   Out-of-memory is a row marked OOM.
 - ``report``: CSV files of one or more runs -> ``benchmark.md`` and ``benchmark.png``.
 
@@ -45,15 +47,15 @@ from mmpatch.models.layers.sdpa_backend import (choose_sdpa_backends, sdpa_backe
 from mmpatch.utils.flops import count_flops_by_op, split_attention_flops
 from .utils import (BENCHMARK, OOM, attention_flops, check_device, free_device_memory,
                     fresh_rows, is_oom, markdown_table, matmul_tflops, median_step_seconds,
-                    peak_gib, print_result, read_csv, relative_error, run_fresh_process,
-                    sdpa_step, write_csv)
+                    peak_gib, print_result, profile_steps, read_csv, relative_error,
+                    run_fresh_process, sdpa_step, write_csv)
 
 VIT_B = dict(embed_dims=768, num_layers=12, num_heads=12, mlp_ratio=4.)
 # (patch, batch, backbones): ViT-B / Adventurer-B, 512 x 512 crops.
 FULL_GRID = [
-    (16, 16, ('PatchViT', 'PatchViT-eager', 'timm', 'mmseg', 'PatchMamba')),
-    (8, 4, ('PatchViT', 'PatchViT-eager', 'timm', 'mmseg', 'PatchMamba')),
-    (4, 1, ('PatchViT', 'timm', 'mmseg', 'PatchMamba')),
+    (16, 16, ('PatchViT', 'PatchViT-eager', 'timm', 'mmseg', 'PatchMamba', 'PatchMamba-eager')),
+    (8, 4, ('PatchViT', 'PatchViT-eager', 'timm', 'mmseg', 'PatchMamba', 'PatchMamba-eager')),
+    (4, 1, ('PatchViT', 'timm', 'mmseg', 'PatchMamba', 'PatchMamba-eager')),
     (2, 1, ('PatchViT', 'timm', 'mmseg', 'PatchMamba')),
     (1, 1, ('PatchViT', 'PatchMamba')),
 ]
@@ -63,12 +65,14 @@ FULL = dict(arch=VIT_B, mamba_arch='base', img_size=512, grid=FULL_GRID, warmup=
             sdpa_tokens_per_batch=16384, sdpa_max_step_s=5.0, matmul_n=8192)
 TINY = dict(arch=dict(embed_dims=64, num_layers=2, num_heads=2, mlp_ratio=4.),
             mamba_arch=dict(embed_dims=64, num_layers=2, headdim=16, d_state=16, chunk_size=16),
-            img_size=32, grid=[(16, 2, ('PatchViT', 'timm', 'mmseg', 'PatchMamba')),
+            img_size=32, grid=[(16, 2, ('PatchViT', 'timm', 'mmseg', 'PatchMamba',
+                                        'PatchMamba-eager')),
                                (4, 1, ('PatchViT', 'PatchMamba'))],
             warmup=1, budget_s=0.05, max_steps=2, cp_from_tokens=40,
             sdpa_tokens=(64, 256), sdpa_heads=2, sdpa_head_dim=16, sdpa_tokens_per_batch=256,
             sdpa_max_step_s=5.0, matmul_n=256)
 VIT_FAMILY = ('PatchViT', 'PatchViT-eager', 'timm', 'mmseg')  # the same ViT, compared by ratios
+MAMBA_FAMILY = ('PatchMamba', 'PatchMamba-eager')  # compared with PatchViT
 SDPA_KERNELS = ('cudnn', 'flash', 'efficient', 'default', 'auto')
 ANCHOR = 'timm'  # the row every ratio is taken against, and whose repeat checks the run
 ANCHOR_REPEAT = 'anchor-repeat'  # ``role`` of the anchor's second measurement
@@ -82,7 +86,7 @@ FULL_CHECK_TOKENS = 4096
 def compiles(name, with_cp, device):
     """Ours compiles its blocks on CUDA, except with checkpointing (long sequences), where
     attention is > 95% of the FLOPs and eager blocks keep it out of the recomputation."""
-    return name == 'PatchViT' and device.type == 'cuda' and not with_cp
+    return name in ('PatchViT', 'PatchMamba') and device.type == 'cuda' and not with_cp
 
 
 def build_backbone(name, cfg, patch_size, with_cp, device):
@@ -110,10 +114,14 @@ def build_backbone(name, cfg, patch_size, with_cp, device):
     import mmpatch.models  # noqa: F401  (registers our backbones)
     from mmengine.registry import DefaultScope
     from mmseg.registry import MODELS
-    arch = cfg['mamba_arch'] if name == 'PatchMamba' else cfg['arch']
+    extra = {}
+    if name in MAMBA_FAMILY:
+        arch = cfg['mamba_arch']
+        extra = dict(compile_blocks=compiles(name, with_cp, device))
+        name = 'PatchMamba'
     with DefaultScope.overwrite_default_scope('mmseg'):  # whatever scope the caller has set
         model = MODELS.build(dict(type=name, arch=arch, patch_size=patch_size, img_size=img,
-                                  with_cp=with_cp))
+                                  with_cp=with_cp, **extra))
     return model, lambda x: model(x)[-1]
 
 
@@ -156,7 +164,7 @@ def model_flops(name, cfg, patch_size):
     The three ViTs compute the same function, so all get PatchViT's count
     (mmseg's attention would otherwise show as plain batched matmuls).
     """
-    family = 'PatchViT' if name in VIT_FAMILY else name
+    family = 'PatchViT' if name in VIT_FAMILY else 'PatchMamba' if name in MAMBA_FAMILY else name
     img = cfg['img_size']
     key = (family, patch_size, repr(cfg['arch']), repr(cfg['mamba_arch']), img)
     if key not in _FLOPS:
@@ -190,9 +198,10 @@ def attention_ceiling(sdpa_rows, tokens):
     return rates[nearest]
 
 
-def bench_model(name, patch_size, batch, cfg, device, ceilings, sdpa_rows):
+def bench_model(name, patch_size, batch, cfg, device, ceilings, sdpa_rows, profile_path=None):
     """One row: a training step of backbone ``name`` timed in this process (see the module
-    docstring for the columns); ``pid`` names the process, which ran no other row."""
+    docstring for the columns); ``pid`` names the process, which ran no other row.
+    ``profile_path``: also profile 3 steps after the timed ones (``profile_steps``) into it."""
     img = cfg['img_size']
     tokens = math.ceil(img / patch_size) ** 2
     with_cp = tokens >= cfg['cp_from_tokens']
@@ -208,6 +217,8 @@ def bench_model(name, patch_size, batch, cfg, device, ceilings, sdpa_rows):
         step = train_step_fn(model, features, batch, img, device)
         warmup = 1 if with_cp else cfg['warmup']
         seconds, steps = timed_steps(step, cfg, device, warmup)
+        if profile_path:
+            profile_steps(step, device, profile_path, f'{name} p{patch_size} batch {batch}')
     except Exception as err:  # noqa: BLE001  (recorded in the row and printed in full)
         if is_oom(err):
             row.update(status=OOM, peak_gib=OOM)
@@ -243,6 +254,10 @@ def add_ratios(rows):
     grid = [r for r in rows if not r.get('role')]
     ref = {(r['backbone'], r['patch_size'], r['batch']): r.get('images_per_s') for r in grid}
     for r in grid:
+        vit = ref.get(('PatchViT', r['patch_size'], r['batch']))
+        if r['backbone'] in MAMBA_FAMILY and isinstance(r.get('images_per_s'), float) \
+                and isinstance(vit, float):
+            r['speed_vs_PatchViT'] = r['images_per_s'] / vit
         if r['backbone'] not in VIT_FAMILY:
             continue
         for other in ('timm', 'mmseg'):
@@ -353,7 +368,8 @@ MODEL_COLUMNS = ('backbone', 'role', 'patch_size', 'batch', 'tokens', 'with_cp',
                  'status', 'ms_per_step',
                  'images_per_s', 'tokens_per_s', 'peak_gib', 'gflops_fwd_per_img',
                  'attention_share', 'model_tflops', 'frac_matmul_ceiling',
-                 'frac_attn_aware_ceiling', 'speed_vs_timm', 'speed_vs_mmseg', 'pid')
+                 'frac_attn_aware_ceiling', 'speed_vs_timm', 'speed_vs_mmseg', 'speed_vs_PatchViT',
+                 'pid')
 SDPA_COLUMNS = ('tokens', 'batch', 'kernel', 'status', 'ms', 'tflops', 'err_out', 'err_grad',
                 'auto_order')
 
@@ -496,13 +512,19 @@ def row_main(argv):
     parser.add_argument('--patch-size', type=int, required=True)
     parser.add_argument('--batch', type=int, required=True)
     parser.add_argument('--role', default=None, help='recorded in the row (e.g. anchor-repeat)')
+    parser.add_argument('--profile', action='store_true',
+                        help='also profile 3 steps after the timed ones: '
+                             '<out>/profile_<backbone>_p<patch>.txt (GPU time by kernel class, '
+                             'the ops with the most self GPU and CPU time)')
     add_budget_args(parser)
     args = parser.parse_args(argv)
     device = torch.device(args.device)
     check_device(device)
     env = read_env(args.out)  # the ceilings, if measured
+    profile_path = os.path.join(args.out, f'profile_{args.backbone}_p{args.patch_size}.txt') \
+        if args.profile else None
     row = bench_model(args.backbone, args.patch_size, args.batch, config_from(args), device, env,
-                      read_csv(os.path.join(args.out, 'sdpa.csv')))
+                      read_csv(os.path.join(args.out, 'sdpa.csv')), profile_path)
     if args.role:
         row['role'] = args.role
     print_result(dict(row=row, env=device_environment(device)))
@@ -621,7 +643,7 @@ def main(argv=None):
         write_report(args.out, env, add_ratios(model_rows), sdpa_rows)
         print(markdown_table(model_rows, [c for c in ('backbone', 'role', 'patch_size', 'batch',
               'status', 'images_per_s', 'peak_gib', 'model_tflops', 'speed_vs_timm',
-              'speed_vs_mmseg') if any(c in r for r in model_rows)]))
+              'speed_vs_mmseg', 'speed_vs_PatchViT') if any(c in r for r in model_rows)]))
     check = anchor_check(model_rows)
     if check:
         print(check, flush=True)

@@ -43,7 +43,7 @@ from mmengine.registry import FUNCTIONS, init_default_scope
 from torch.utils.data import DataLoader, Dataset
 
 from mmpatch.models.backbones.patch_vit import COMPILE_MODES
-from .utils import device_name, markdown_table, median_step_seconds, write_csv
+from .utils import device_name, markdown_table, median_step_seconds, profile_steps, write_csv
 
 DATASET_CFG = 'configs/_base_/datasets/ade20k.py'
 SCHEDULE_CFG = 'configs/_base_/schedules/ade20k_160k_adamw.py'
@@ -208,35 +208,6 @@ def end_to_end_seconds(model, optim_wrapper, it, workers, device, cfg, preproces
     each)."""
     step = segmentor_step(model, optim_wrapper, lambda: next(it), preprocessor, **step_args)
     return median_step_seconds(step, max(cfg['warmup'], workers), cfg['steps'], device)
-
-
-def profile_steps(step, device, path, name, steps=3, rows=25):
-    """torch.profiler over ``steps`` calls of ``step``: wall and GPU-busy ms per step, and the
-    ops with the most self GPU time (on a GPU) and with the most self CPU time."""
-    from torch.autograd import DeviceType
-    from torch.profiler import ProfilerActivity, profile
-    cuda = device.type == 'cuda'
-    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
-    step()  # warm
-    with profile(activities=activities) as prof:
-        start = time.perf_counter()
-        for _ in range(steps):
-            step()
-        if cuda:
-            torch.cuda.synchronize()
-        wall_ms = (time.perf_counter() - start) * 1e3 / steps
-    events = prof.key_averages()
-    # as the profiler's own 'Self CUDA time total': kernels and copies, not annotations
-    gpu_ms = sum(e.self_device_time_total for e in events if e.device_type != DeviceType.CPU
-                 and not getattr(e, 'is_user_annotation', False)) / 1e3 / steps
-    text = [f'{steps} {name} steps under the profiler: wall {wall_ms:.1f} ms per step, '
-            f'GPU busy {gpu_ms:.1f} ms per step (the rest the GPU waits for the host)']
-    for sort_by in (['self_cuda_time_total'] if cuda else []) + ['self_cpu_time_total']:
-        text.append(f'sorted by {sort_by}\n' + events.table(sort_by=sort_by, row_limit=rows))
-    text = '\n\n'.join(text)
-    with open(path, 'w') as f:
-        f.write(text + '\n')
-    return text
 
 
 def parse_args(argv=None):

@@ -245,3 +245,72 @@ def markdown_table(rows, columns=None):
     lines = ['| ' + ' | '.join(columns) + ' |', '|' + '---|' * len(columns)]
     lines += ['| ' + ' | '.join(cell(row.get(k)) for k in columns) + ' |' for row in rows]
     return '\n'.join(lines)
+
+
+def profile_steps(step, device, path, name, steps=3, rows=25):
+    """torch.profiler over ``steps`` calls of ``step``: wall and GPU-busy ms per step, and the
+    ops with the most self GPU time (on a GPU) and with the most self CPU time."""
+    from torch.autograd import DeviceType
+    from torch.profiler import ProfilerActivity, profile
+    cuda = device.type == 'cuda'
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
+    step()  # warm
+    with profile(activities=activities) as prof:
+        start = time.perf_counter()
+        for _ in range(steps):
+            step()
+        if cuda:
+            torch.cuda.synchronize()
+        wall_ms = (time.perf_counter() - start) * 1e3 / steps
+    events = prof.key_averages()
+    # as the profiler's own 'Self CUDA time total': kernels and copies, not annotations
+    gpu_ms = sum(e.self_device_time_total for e in events if e.device_type != DeviceType.CPU
+                 and not getattr(e, 'is_user_annotation', False)) / 1e3 / steps
+    text = [f'{steps} {name} steps under the profiler: wall {wall_ms:.1f} ms per step, '
+            f'GPU busy {gpu_ms:.1f} ms per step (the rest the GPU waits for the host)']
+    if cuda:
+        text.append(kernel_classes_table(events, steps))
+    for sort_by in (['self_cuda_time_total'] if cuda else []) + ['self_cpu_time_total']:
+        text.append(f'sorted by {sort_by}\n' + events.table(sort_by=sort_by, row_limit=rows))
+    text = '\n\n'.join(text)
+    with open(path, 'w') as f:
+        f.write(text + '\n')
+    return text
+
+
+
+# Kernel classes of a profile, first match wins (lower-case substrings of the kernel's name).
+KERNEL_CLASSES = (
+    ('attention', ('flash', 'fmha', 'attention', 'cudnn_attn', 'sdpa')),
+    ('ssd scan (Triton)', ('_chunk_scan', '_chunk_state', '_state_passing', '_bmm_chunk',
+                           '_chunk_cumsum', 'ssd')),
+    ('gated rmsnorm (Triton)', ('_layer_norm_fwd', '_layer_norm_bwd', 'rmsnorm')),
+    ('matmul', ('gemm', 'cutlass', 'xmma', 'nvjet', 'matmul', 'sm90', 'cublas')),
+    ('conv', ('conv', 'cudnn')),
+    ('fused by Inductor', ('triton_',)),
+    ('optimizer', ('adam', 'foreach', 'multi_tensor')),
+    ('copies', ('memcpy', 'memset', 'copy_', 'cat', 'flip', 'index')),
+    ('eager elementwise / reductions', ('elementwise', 'vectorized', 'reduce', 'norm', 'silu',
+                                        'gelu', 'softmax')),
+)
+
+
+def kernel_class(name):
+    """The ``KERNEL_CLASSES`` class of a kernel name ('other' if none matches)."""
+    lower = name.lower()
+    return next((cls for cls, keys in KERNEL_CLASSES if any(k in lower for k in keys)), 'other')
+
+
+def kernel_classes_table(events, steps):
+    """GPU ms per step and kernel launches per step of each kernel class of a profile."""
+    from torch.autograd import DeviceType
+    totals = {}
+    for e in events:
+        if e.device_type == DeviceType.CPU or getattr(e, 'is_user_annotation', False):
+            continue
+        ms, count = totals.get(kernel_class(e.key), (0., 0))
+        totals[kernel_class(e.key)] = (ms + e.self_device_time_total / 1e3 / steps,
+                                       count + e.count / steps)
+    rows = [dict(kernel_class=k, gpu_ms_per_step=round(ms, 2), launches_per_step=round(n))
+            for k, (ms, n) in sorted(totals.items(), key=lambda kv: -kv[1][0])]
+    return 'GPU time by kernel class\n' + markdown_table(rows)
