@@ -1,10 +1,10 @@
 """Sweep cells: one (config, seed) each, trained and tested by mmpatch's train/test entry points.
 
 A cell's work dir (``<sweep>/<config name>/seed<k>``) holds what mmengine writes (logs,
-``vis_data/scalars.json`` with the validation curve, checkpoints), the test's metrics and
-per-image statistics under ``test/``, and, once its test finished, ``done.json``. A cell with
-``done.json`` is skipped, and a half-trained one resumes from its last checkpoint, so an
-interrupted sweep goes on where it stopped.
+``vis_data/scalars.json`` with the validation curve, checkpoints), the test's metrics (and, for
+segmentation, its per-image statistics) under ``test/``, and, once its test finished,
+``done.json``. A cell with ``done.json`` is skipped, and a half-trained one resumes from its last
+checkpoint, so an interrupted sweep goes on where it stopped.
 
 The seed reaches the config as ``randomness.seed``: mmengine seeds the model's initialisation,
 the sampler's shuffling and the transforms' random draws from it.

@@ -3,10 +3,17 @@
 With no arguments it runs the toy default: a toy-size ViT on the toy set at p in {8, 4, 2},
 linear head and UperNet, seeds 0 1 2, two cells at a time on one thread each (CPU).
 
+Each config's task is its default_scope: 'mmseg' cells (segmentation) compare decode heads
+(linear, upernet) on mIoU, 'mmdet' cells (detection) compare necks (simple, multidepth: the
+simple pyramid from the last block, a pyramid from several depths) on COCO bbox AP. A sweep may
+hold both; the report has a part, a CSV and a plot per task.
+
     python tools/sweep.py                                   # the toy default (make demo)
     python tools/sweep.py --iters-scale 2                   # the same with the schedule doubled
     python tools/sweep.py --config-dir configs/ade20k --backbones vit_b adventurer_b \\
         --patch-sizes 16 8 4 2 --heads linear upernet --seeds 0 1 2 --gpus 8
+    python tools/sweep.py --config-dir configs/toy_det --backbones vit_t --patch-sizes 8 4 \\
+        --heads simple multidepth --seeds 0 1                # detection (--necks is --heads)
     python tools/sweep.py configs/toy/vit_t_p8_linear.py configs/toy/vit_t_p8_upernet.py
     python tools/sweep.py --collect-only --work-dir work_dirs/sweep_toy
 
@@ -14,7 +21,8 @@ Each cell is ``<work dir>/<config name>/seed<k>``. Finished cells (``done.json``
 so a sweep that was stopped resumes; a half-trained cell resumes from its last checkpoint. The
 report (results.csv, results.md with the verdicts, results.png) is rewritten after every
 finished cell, so a sweep cut short leaves the report of the cells it finished (the rest named
-under it). docs/segmentation.md ("Reading a sweep") says how the intervals and verdicts are made.
+under it). docs/segmentation.md ("Reading a sweep") says how the intervals and verdicts are made,
+docs/detection.md ("Sweep") how the detection verdicts read.
 """
 import argparse
 import os
@@ -26,6 +34,7 @@ from mmpatch.apis.errors import fail  # the tools' one exit path for user errors
 from mmpatch.apis.config import load_config
 from mmpatch.sweep import report
 from mmpatch.sweep.cells import PER_IMAGE_METRIC, make_cells, run_cells
+from mmpatch.sweep.describe import describe_model, task_of
 from mmpatch.utils.errors import UserError
 
 TOY_DEFAULT = dict(config_dir='configs/toy', backbones=['vit_t'], patch_sizes=[8, 4, 2],
@@ -40,7 +49,10 @@ def parse_args(argv=None):
     ap.add_argument('--config-dir', help='grid: folder of {backbone}_p{p}_{head}.py configs')
     ap.add_argument('--backbones', nargs='+', help='grid: e.g. vit_t adventurer_s')
     ap.add_argument('--patch-sizes', nargs='+', type=int, help='grid: e.g. 16 8 4 2 1')
-    ap.add_argument('--heads', nargs='+', help='grid: e.g. linear upernet')
+    ap.add_argument('--heads', '--necks', dest='heads', nargs='+',
+                    help="grid: the config names' last part, e.g. linear upernet (segmentation "
+                         'heads) or simple multidepth (detection necks). The role compared is '
+                         "read from each config (decode head; neck in_channels), not the name")
     ap.add_argument('--seeds', nargs='+', type=int, default=DEFAULT_SEEDS,
                     help='one cell per config and seed; the seed sets initialisation and data '
                          'order (randomness.seed). Default: 0 1 2')
@@ -87,12 +99,25 @@ def resolve_grid(args):
     return configs, args.work_dir or g['work_dir'] + suffix, not grid_given
 
 
-def keeps_per_image(config, cfg_options):
+def keeps_per_image(cfg):
     """Whether the config's test evaluator can keep per-image statistics: mmseg's IoUMetric
     (the sweep tests it as PerImageIoUMetric, the same metrics plus each image's class areas)
-    or PerImageIoUMetric itself."""
-    evaluator = load_config(config, cfg_options).get('test_evaluator', {})
-    return isinstance(evaluator, dict) and evaluator.get('type') in ('IoUMetric', PER_IMAGE_METRIC)
+    or PerImageIoUMetric itself. Detection (mmdet's CocoMetric) keeps none."""
+    evaluator = cfg.get('test_evaluator', {})
+    return (task_of(cfg) == 'seg' and isinstance(evaluator, dict)
+            and evaluator.get('type') in ('IoUMetric', PER_IMAGE_METRIC))
+
+
+def read_configs(configs, cfg_options):
+    """config -> (task, whether its test keeps per-image statistics), each config read and
+    described (backbone, p, decoder role) before any cell runs: a config whose task or role
+    cannot be told raises ``UserError`` here."""
+    plan = {}
+    for config in configs:
+        cfg = load_config(config, cfg_options)
+        describe_model(cfg)
+        plan[config] = task_of(cfg), keeps_per_image(cfg)
+    return plan
 
 
 def main(argv=None):
@@ -111,14 +136,16 @@ def main(argv=None):
         from mmpatch.datasets.toy_scenes import ensure_toy_seg
         ensure_toy_seg()
 
-    write = report.ReportWriter(cells, work_dir, args.gpus, args.cfg_options,
-                                baseline=not args.no_baseline)
+    try:  # a config or an option that is wrong: before any cell runs
+        plan = read_configs(configs, args.cfg_options)
+        write = report.ReportWriter(cells, work_dir, args.gpus, args.cfg_options,
+                                    baseline=not args.no_baseline,
+                                    task_of_config={c: task for c, (task, _) in plan.items()})
+    except UserError as e:
+        fail('sweep.py', str(e), 2)
     if not args.collect_only:
         todo = [c for c in cells if not c.is_done()]
-        try:
-            per_image = {c: keeps_per_image(c, args.cfg_options) for c in configs}
-        except UserError as e:  # a config or an option that is wrong: before any cell runs
-            fail('sweep.py', str(e), 2)
+        per_image = {c: keeps for c, (_, keeps) in plan.items()}
         print(f'sweep: {len(cells)} cells ({len(configs)} configs x {len(args.seeds)} seeds), '
               f'{len(cells) - len(todo)} already done, {jobs} at a time, work dir {work_dir}',
               flush=True)
@@ -131,9 +158,9 @@ def main(argv=None):
             if error is not None:
                 runs.close()  # cancels the cells not started
                 sys.exit(f'sweep: cell {cell.key} failed: {error}')
-            mIoU = report.read_test_metrics(cell.work_dir).get('mIoU')
+            score = report.headline(cell.work_dir, plan[cell.config][0])
             eta = (time.time() - t0) / i * (len(todo) - i)
-            print(f'[{i}/{len(todo)}] {cell.key}: mIoU {mIoU:.2f} after {time.time() - t0:.0f} s '
+            print(f'[{i}/{len(todo)}] {cell.key}: {score} after {time.time() - t0:.0f} s '
                   f'(eta {eta:.0f} s)', flush=True)
             if i < len(todo):
                 write()  # a sweep cut after this cell still leaves its report
@@ -141,6 +168,6 @@ def main(argv=None):
     text = write()
     if text is None:
         sys.exit(f'sweep: no finished cell in {work_dir}')
-    print('\n' + text)
-    csv_path, md_path, png_path = write.paths
-    print(f'\nresults: {csv_path}\nreport:  {md_path}\nplot:    {png_path}')
+    print('\n' + text + '\n')
+    for what, path in write.files:
+        print(f'{what + ":":8s} {path}')

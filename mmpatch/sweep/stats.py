@@ -1,6 +1,7 @@
 """Statistics behind the sweep's verdicts: pure numpy, no scipy.
 
-Every mIoU here is in percent points (0-100), as mmseg reports it.
+Every score here (mIoU; COCO AP) is in percent points (0-100): mmseg reports mIoU so, and
+the sweep multiplies mmdet's COCO AP (0-1) by 100.
 
 Building blocks
 ---------------
@@ -17,30 +18,34 @@ Building blocks
 
 The two claims, per backbone
 ----------------------------
-Rows are per-(backbone, patch size p, head, seed) records (see
-:func:`verdicts`). For one backbone:
+Rows are per-(backbone, patch size p, decoder role, seed) records (see
+:func:`verdicts`). A :class:`Task` names the two decoder roles and the score:
+segmentation (:data:`SEG`, the default) compares the linear head ('linear',
+the plain decoder) with UperNet ('upernet', the multi-level decoder) on mIoU;
+detection (:data:`DET`) the simple pyramid from the last block ('simple') with
+a pyramid from several depths ('multidepth') on bbox AP. For one backbone:
 
-(a) **The linear head improves as p shrinks.** For every seed, fit the
-    least-squares slope ``s`` of linear-head mIoU over ``log2(p)`` across the
-    backbone's linear-head patch sizes. ``-s`` is the mIoU gained per halving
-    of p. Estimate = mean over seeds of ``-s``; 95% CI = Student t over seeds
-    (``n_seeds - 1`` dof). *holds* when the CI lies above 0, *reversed* when
-    below 0, *inconclusive* when it contains 0.
-    Seeds used: those with a linear-head mIoU at every linear-head patch size
-    seen for the backbone (at least 2 sizes are needed).
+(a) **The plain decoder improves as p shrinks.** For every seed, fit the
+    least-squares slope ``s`` of the plain decoder's score over ``log2(p)``
+    across the backbone's plain-decoder patch sizes. ``-s`` is the score
+    gained per halving of p. Estimate = mean over seeds of ``-s``; 95% CI =
+    Student t over seeds (``n_seeds - 1`` dof). *holds* when the CI lies above
+    0, *reversed* when below 0, *inconclusive* when it contains 0.
+    Seeds used: those with a plain-decoder score at every plain-decoder patch
+    size seen for the backbone (at least 2 sizes are needed).
 
 (b) **The decoder gap shrinks as p shrinks.** For every seed,
-    ``gap(p) = mIoU(UperNet, p) - mIoU(linear, p)`` (paired by seed) and the
-    per-seed change ``gap(p_min) - gap(p_max)``, with ``p_min`` / ``p_max`` the
-    smallest / largest patch size seen for the backbone. Estimate = mean over
-    seeds of that change; CI over seeds as in (a). *holds* when the CI lies
-    below 0 (the gap got smaller at the small p), *reversed* when above 0,
-    *inconclusive* when it contains 0. Seeds used: those with both heads at
+    ``gap(p) = score(multi-level, p) - score(plain, p)`` (paired by seed) and
+    the per-seed change ``gap(p_min) - gap(p_max)``, with ``p_min`` / ``p_max``
+    the smallest / largest patch size seen for the backbone. Estimate = mean
+    over seeds of that change; CI over seeds as in (a). *holds* when the CI
+    lies below 0 (the gap got smaller at the small p), *reversed* when above
+    0, *inconclusive* when it contains 0. Seeds used: those with both roles at
     both ``p_min`` and ``p_max``.
 
 The CI is over seeds only (training noise): it does not include the
 validation-set sampling noise, which :func:`bootstrap_miou_ci` measures per
-cell.
+segmentation cell.
 """
 import math
 from collections import namedtuple
@@ -366,18 +371,54 @@ def verdict(lo, hi, sign=+1):
     return 'holds' if direction == sign else 'reversed'
 
 
+@dataclass(frozen=True)
+class Task:
+    """What a task's sweep compares (see the module docstring): the rows' key of the decoder
+    role (``axis``), the plain and the multi-level role, the score's row key and the words.
+
+    name: 'seg' / 'det'; axis: row key of the role ('head' / 'neck'); plain, decoder: the
+    roles compared (claim (a) is about ``plain``; the gap is ``decoder - plain``); metric:
+    row key of the score, percent points; plain_label, decoder_label, metric_label: their
+    names in the report; claim_a, claim_b: the claims' lines, ``{}`` the estimate, ``{p_max}``
+    and ``{p_min}`` the patch sizes of (b).
+    """
+    name: str
+    axis: str
+    plain: str
+    decoder: str
+    metric: str
+    plain_label: str
+    decoder_label: str
+    metric_label: str
+    claim_a: str
+    claim_b: str
+
+
+#: Segmentation: linear head (plain) vs UperNet (multi-level) on mIoU.
+SEG = Task('seg', 'head', 'linear', 'upernet', 'mIoU', 'linear', 'UperNet', 'mIoU',
+           'linear head gains {} mIoU per halving of p',
+           'UperNet - linear gap changes by {} mIoU from p={p_max} to p={p_min}')
+#: Detection: ViTDet's simple pyramid from the last block (plain) vs a pyramid from several
+#: depths (multi-level) on COCO bbox AP.
+DET = Task('det', 'neck', 'simple', 'multidepth', 'bbox_AP', 'simple', 'multidepth', 'bbox AP',
+           'simple-pyramid bbox AP gains {} per halving of p',
+           'multidepth - simple gap in bbox AP changes by {} from p={p_max} to p={p_min}')
+TASKS = {t.name: t for t in (SEG, DET)}
+
+
 @dataclass
 class Claim:
     """One claim's result for one backbone (see the module docstring).
 
-    claim: 'a' or 'b'; estimate, lo, hi, half, std: mIoU points (nan when not
+    claim: 'a' or 'b'; estimate, lo, hi, half, std: score points (nan when not
     computable, or lo/hi/half/std nan with one seed); level: CI level; word:
     'holds' / 'reversed' / 'inconclusive'; n_seeds / seeds: the complete seeds
     used; seeds_dropped: seeds with some of the needed cells missing; ps: the
-    patch sizes used ((a): all linear-head sizes; (b): (p_min, p_max));
+    patch sizes used ((a): all plain-decoder sizes; (b): (p_min, p_max));
     per_seed: seed -> that seed's value ((a): -slope, (b): change of the gap);
     n_not_converged / n_convergence_unknown: among the cells used, how many have
-    ``converged`` False / missing or None; note: why it is not computable, or ''.
+    ``converged`` False / missing or None; note: why it is not computable, or '';
+    task: the :class:`Task` whose roles and score the claim is about.
     """
     claim: str
     estimate: float
@@ -395,6 +436,7 @@ class Claim:
     n_not_converged: int = 0
     n_convergence_unknown: int = 0
     note: str = ''
+    task: Task = SEG
 
 
 _CLAIM_SIGN = {'a': +1, 'b': -1}
@@ -407,21 +449,24 @@ def _seed_key(seed):
     return (1, 0.0, repr(seed))
 
 
-def _index_rows(rows):
-    """{backbone: {(p, head, seed): row}}; None mIoU rows are skipped (cell missing)."""
+def _index_rows(rows, task=SEG):
+    """{backbone: {(p, role, seed): row}}; rows without a score are skipped (cell missing)."""
     out = {}
     for r in rows:
-        if r.get('mIoU') is None:
+        if r.get('task', task.name) != task.name:
+            raise ValueError(f"sweep stats: a {r['task']!r} row ({r.get('config', r)}) among the "
+                             f'{task.name!r} rows; split the rows by task')
+        if r.get(task.metric) is None:
             continue
-        v = float(r['mIoU'])
+        v = float(r[task.metric])
         if not math.isfinite(v):
-            raise ValueError(f'sweep stats: non-finite mIoU in row {r}; pass None for a '
+            raise ValueError(f'sweep stats: non-finite {task.metric} in row {r}; pass None for a '
                              'missing cell')
-        key = (int(r['patch_size']), str(r['head']), r['seed'])
+        key = (int(r['patch_size']), str(r[task.axis]), r['seed'])
         cells = out.setdefault(str(r['backbone']), {})
         if key in cells:
             raise ValueError(f'sweep stats: two rows for backbone {r["backbone"]!r}, '
-                             f'p={key[0]}, head={key[1]!r}, seed={key[2]!r}')
+                             f'p={key[0]}, {task.axis}={key[1]!r}, seed={key[2]!r}')
         cells[key] = r
     return out
 
@@ -432,105 +477,111 @@ def _convergence_counts(cells_used):
     return not_conv, unknown
 
 
-def _claim(name, per_seed, dropped, ps, cells_used, level, note=''):
+def _claim(name, per_seed, dropped, ps, cells_used, level, task, note=''):
     nan = float('nan')
     seeds = tuple(sorted(per_seed, key=_seed_key))
     nc, unk = _convergence_counts(cells_used)
     if not per_seed:
         return Claim(name, nan, nan, nan, nan, nan, level, 'inconclusive', 0, (),
                      tuple(sorted(dropped, key=_seed_key)), tuple(ps), {}, nc, unk,
-                     note or 'no seed has all the cells needed')
+                     note or 'no seed has all the cells needed', task)
     ci = mean_ci([per_seed[s] for s in seeds], level)
     word = verdict(ci.lo, ci.hi, _CLAIM_SIGN[name])
     if ci.n == 1 and not note:
         note = 'one seed: no CI'
     return Claim(name, ci.mean, ci.lo, ci.hi, ci.half, ci.std, level, word, ci.n, seeds,
                  tuple(sorted(dropped, key=_seed_key)), tuple(ps),
-                 {s: per_seed[s] for s in seeds}, nc, unk, note)
+                 {s: per_seed[s] for s in seeds}, nc, unk, note, task)
 
 
-def _claims_for(cells, level):
+def _claims_for(cells, level, task):
     nan = float('nan')
+    plain, decoder, metric = task.plain, task.decoder, task.metric
     all_seeds = {k[2] for k in cells}
-    # (a) linear head, slope over log2 p, all linear patch sizes
-    ps_lin = sorted({p for p, h, _ in cells if h == 'linear'})
-    if len(ps_lin) < 2:
-        a = Claim('a', nan, nan, nan, nan, nan, level, 'inconclusive', 0, ps=tuple(ps_lin),
-                  note='needs linear-head results at >= 2 patch sizes')
+    # (a) plain decoder, slope over log2 p, all its patch sizes
+    ps_plain = sorted({p for p, h, _ in cells if h == plain})
+    if len(ps_plain) < 2:
+        a = Claim('a', nan, nan, nan, nan, nan, level, 'inconclusive', 0, ps=tuple(ps_plain),
+                  note=f'needs {task.plain_label}-{task.axis} results at >= 2 patch sizes',
+                  task=task)
     else:
         per_seed, dropped, used = {}, [], []
         for s in all_seeds:
-            rows = [cells.get((p, 'linear', s)) for p in ps_lin]
+            rows = [cells.get((p, plain, s)) for p in ps_plain]
             if any(r is None for r in rows):
                 dropped.append(s)
                 continue
-            per_seed[s] = -slope_log2(ps_lin, [r['mIoU'] for r in rows])
+            per_seed[s] = -slope_log2(ps_plain, [r[metric] for r in rows])
             used += rows
-        a = _claim('a', per_seed, dropped, ps_lin, used, level)
-    # (b) gap (upernet - linear) at p_min minus gap at p_max
+        a = _claim('a', per_seed, dropped, ps_plain, used, level, task)
+    # (b) gap (decoder - plain) at p_min minus gap at p_max
     ps_all = sorted({p for p, _, _ in cells})
     if len(ps_all) < 2:
         b = Claim('b', nan, nan, nan, nan, nan, level, 'inconclusive', 0, ps=tuple(ps_all),
-                  note='needs results at >= 2 patch sizes')
+                  note='needs results at >= 2 patch sizes', task=task)
     else:
         p_min, p_max = ps_all[0], ps_all[-1]
         per_seed, dropped, used = {}, [], []
         for s in all_seeds:
-            rows = [cells.get((p, h, s)) for p in (p_min, p_max) for h in ('linear', 'upernet')]
+            rows = [cells.get((p, h, s)) for p in (p_min, p_max) for h in (plain, decoder)]
             if any(r is None for r in rows):
                 dropped.append(s)
                 continue
-            lin_s, up_s, lin_l, up_l = (r['mIoU'] for r in rows)
-            per_seed[s] = (up_s - lin_s) - (up_l - lin_l)
+            plain_s, dec_s, plain_l, dec_l = (r[metric] for r in rows)
+            per_seed[s] = (dec_s - plain_s) - (dec_l - plain_l)
             used += rows
-        b = _claim('b', per_seed, dropped, (p_min, p_max), used, level)
+        b = _claim('b', per_seed, dropped, (p_min, p_max), used, level, task)
     return {'a': a, 'b': b}
 
 
-def verdicts(rows, level=0.95):
+def verdicts(rows, level=0.95, task=SEG):
     """The two claims (module docstring) for every backbone in ``rows``.
 
-    ``rows``: iterable of dicts with keys ``backbone``, ``patch_size``, ``head``
-    ('linear' / 'upernet'), ``seed``, ``mIoU`` (percent; None = cell missing)
-    and optionally ``converged`` (bool, or None = unknown). Only complete seeds
+    ``rows``: iterable of dicts with keys ``backbone``, ``patch_size``, the
+    task's role key (``task.axis``: 'head' for :data:`SEG`, 'neck' for
+    :data:`DET`; values ``task.plain`` / ``task.decoder``), ``seed``, the
+    task's score (``task.metric``: 'mIoU' / 'bbox_AP', percent; None = cell
+    missing) and optionally ``converged`` (bool, or None = unknown) and
+    ``task`` (a row of another task raises ValueError). Only complete seeds
     count (see the module docstring); two rows for one cell raise ValueError.
 
     Returns ``{backbone: {'a': Claim, 'b': Claim}}`` (see :class:`Claim`).
     """
-    return {bb: _claims_for(cells, level) for bb, cells in sorted(_index_rows(rows).items())}
+    return {bb: _claims_for(cells, level, task)
+            for bb, cells in sorted(_index_rows(rows, task).items())}
 
 
-def summarise(rows, level=0.95):
-    """Per-cell and per-gap summaries over seeds.
+def summarise(rows, level=0.95, task=SEG):
+    """Per-cell and per-gap summaries over seeds of the task's score.
 
-    Returns ``{'cells': [...], 'gaps': [...]}``, sorted by backbone, patch size, head:
+    Returns ``{'cells': [...], 'gaps': [...]}``, sorted by backbone, patch size, role:
 
-    * cells: one dict per (backbone, patch_size, head) with ``mean, std, n, lo,
-      hi, half, level`` (:func:`mean_ci` over seeds), ``seeds`` and
-      ``n_not_converged``;
-    * gaps: one dict per (backbone, patch_size) that has both heads for at least
-      one seed, with the paired CI of ``upernet - linear`` (:func:`paired_diff_ci`,
+    * cells: one dict per (backbone, patch_size, role; the role under the key
+      ``task.axis``) with ``mean, std, n, lo, hi, half, level`` (:func:`mean_ci`
+      over seeds), ``seeds`` and ``n_not_converged``;
+    * gaps: one dict per (backbone, patch_size) that has both roles for at least
+      one seed, with the paired CI of ``decoder - plain`` (:func:`paired_diff_ci`,
       same fields) and the ``seeds`` paired.
     """
     cells_out, gaps_out = [], []
-    for bb, cells in sorted(_index_rows(rows).items()):
+    for bb, cells in sorted(_index_rows(rows, task).items()):
         groups = {}
         for (p, h, s), r in cells.items():
             groups.setdefault((p, h), {})[s] = r
         for (p, h), by_seed in sorted(groups.items()):
             seeds = sorted(by_seed, key=_seed_key)
-            ci = mean_ci([by_seed[s]['mIoU'] for s in seeds], level)
+            ci = mean_ci([by_seed[s][task.metric] for s in seeds], level)
             nc, unk = _convergence_counts(by_seed.values())
-            cells_out.append(dict(backbone=bb, patch_size=p, head=h, **ci._asdict(),
+            cells_out.append(dict(backbone=bb, patch_size=p, **{task.axis: h}, **ci._asdict(),
                                   seeds=tuple(seeds), n_not_converged=nc,
                                   n_convergence_unknown=unk))
         for p in sorted({p for p, _ in groups}):
-            lin = {s: r['mIoU'] for s, r in groups.get((p, 'linear'), {}).items()}
-            up = {s: r['mIoU'] for s, r in groups.get((p, 'upernet'), {}).items()}
-            seeds = sorted(set(lin) & set(up), key=_seed_key)
+            plain = {s: r[task.metric] for s, r in groups.get((p, task.plain), {}).items()}
+            dec = {s: r[task.metric] for s, r in groups.get((p, task.decoder), {}).items()}
+            seeds = sorted(set(plain) & set(dec), key=_seed_key)
             if not seeds:
                 continue
-            ci = paired_diff_ci(lin, up, level)
+            ci = paired_diff_ci(plain, dec, level)
             gaps_out.append(dict(backbone=bb, patch_size=p, **ci._asdict(), seeds=tuple(seeds)))
     return {'cells': cells_out, 'gaps': gaps_out}
 
@@ -540,21 +591,23 @@ def _fmt(x):
 
 
 def format_verdict(backbone, claim: Claim):
-    """One line for a claim, e.g.::
+    """One line for a claim, in the words of its task (``claim.task``), e.g.::
 
         PatchViT (toy): (a) linear head gains +12.3 mIoU per halving of p
         [95% CI +9.8, +14.8], 3 seeds: holds
         PatchViT (toy): (b) UperNet - linear gap changes by -3.1 mIoU from p=16
         to p=4 [95% CI -5.0, -1.2], 3 seeds: holds (1 cell not converged)
+        PatchViT (64d x 4 blocks): (a) simple-pyramid bbox AP gains +2.1 per halving
+        of p [95% CI +0.4, +3.8], 2 seeds: holds
 
     (each on one line). Numbers have one decimal.
     """
     lvl = f'{100 * claim.level:g}% CI'
     if claim.claim == 'a':
-        what = 'linear head gains {} mIoU per halving of p'
+        what = claim.task.claim_a
     else:
-        p_min, p_max = (claim.ps + (None, None))[:2]
-        what = f'UperNet - linear gap changes by {{}} mIoU from p={p_max} to p={p_min}'
+        p_min, p_max = claim.ps if len(claim.ps) == 2 else ('?', '?')
+        what = claim.task.claim_b.replace('{p_max}', str(p_max)).replace('{p_min}', str(p_min))
     if math.isnan(claim.estimate):
         body = what.format('?') + f' [{claim.note}]'
     elif math.isnan(claim.lo):
