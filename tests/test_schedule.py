@@ -40,10 +40,31 @@ def test_a_short_run_keeps_a_valid_schedule():
     set_train_length(cfg, 20)
     assert cfg.train_cfg.max_iters == 20 and cfg.train_cfg.val_interval == 5
     warm, poly = cfg.param_scheduler
-    assert 0 <= warm.begin < warm.end <= poly.begin < poly.end == 20
+    assert (warm.begin, warm.end) == (0, 2)  # 20 x 0.05 = 1 step: kept at 2 (see below)
+    assert 0 <= poly.begin < poly.end == 20
     cfg = iter_cfg()
     set_train_length(cfg, 1)  # every end still after its begin
     assert all(s.begin < s.end for s in cfg.param_scheduler)
+
+
+def test_a_shrunk_warmup_still_reaches_the_base_lr():
+    """A warm-up scaled to one step would hold the lr at start_factor for the whole run."""
+    import torch
+    from mmengine.optim.scheduler import LinearLR, PolyLR
+    cfg = iter_cfg()
+    changes = scale_schedule(cfg, 0.02)  # warm-up 20 -> 0.4 steps
+    assert any('kept 2 after begin' in c for c in changes), changes
+    param = torch.nn.Parameter(torch.zeros(1))
+    optimizer = torch.optim.SGD([param], lr=1e-3)
+    kinds = dict(LinearLR=LinearLR, PolyLR=PolyLR)
+    schedulers = [kinds[s['type']](optimizer, **{k: v for k, v in s.items() if k != 'type'})
+                  for s in cfg.param_scheduler]
+    lrs = []
+    for _ in range(cfg.train_cfg.max_iters):
+        lrs.append(optimizer.param_groups[0]['lr'])
+        for scheduler in schedulers:
+            scheduler.step()
+    assert max(lrs) > 0.5e-3, lrs
 
 
 def test_exact_length_whatever_the_rounding():

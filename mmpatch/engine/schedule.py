@@ -9,6 +9,15 @@ to the same end point. Each change is returned as a line, which the CLI prints.
 import math
 
 _LOOP_UNITS = {'IterBasedTrainLoop': 'max_iters', 'EpochBasedTrainLoop': 'max_epochs'}
+MIN_SPAN = 2  # steps a scaled scheduler keeps at least (if it had as many)
+
+
+def _span(sched):
+    """``end - begin`` of a param scheduler, or None without a finite end."""
+    end = sched.get('end')
+    if end is None or (isinstance(end, float) and math.isinf(end)):
+        return None
+    return end - sched.get('begin', 0)
 
 
 def scaled(value, factor, minimum=1):
@@ -65,10 +74,15 @@ def scale_schedule(cfg, factor):
         if bool(sched.get('by_epoch', True)) != by_epoch:
             continue
         name = f'param_scheduler[{i}] ({sched.get("type")})'
+        old_span = _span(sched)
         move(sched, 'begin', f'{name}.begin', minimum=0)
         move(sched, 'end', f'{name}.end')
-        if sched.get('end') is not None and sched.get('begin', 0) >= sched['end']:
-            sched['end'] = sched.get('begin', 0) + 1
+        if old_span is not None and _span(sched) < min(old_span, MIN_SPAN):
+            # mmengine's schedulers need two steps to go from their start value to their end
+            # one: a one-step warm-up would leave the lr at start_factor for the whole run
+            sched['end'] = sched.get('begin', 0) + min(old_span, MIN_SPAN)
+            changes.append(f'{name}.end: kept {MIN_SPAN} after begin (a shorter span would '
+                           f'never reach its end value)')
         move(sched, 'milestones', f'{name}.milestones')
     return changes
 
