@@ -30,6 +30,9 @@
 #   gpu_run.sh toy-sweep [BACKBONES]   (default vit_s)
 #       the decoder-dependence sweep on one GPU (configs/toy_gpu: linear head vs UperNet on a
 #       128 px toy set) through tools/sweep.py; the report is saved after every finished cell.
+#       TASK=det: the detection sweep instead (configs/toy_det_gpu: Mask R-CNN with the simple
+#       pyramid vs the multi-depth one on the 128 px toy COCO set of 3..40 px objects; PATCH_SIZES
+#       default 16 8 4).
 #       FAMILY (strokes, shape, control; default strokes), PATCH_SIZES (default 8 4 2 1),
 #       SEEDS (default 0 1 2), JOBS (cells at a time, default 1), SWEEP_LIMIT_S (default 480),
 #       SWEEP_DIR, OUT_NAME (the report's file prefix). To merge two runs: unpack both tars
@@ -203,16 +206,27 @@ scale() {  # one process per GPU at a time (processes sharing a GPU time-slice i
 }
 
 toy_sweep() {
-  local backbones=${*:-vit_s} family=${FAMILY:-strokes}
-  local name=${OUT_NAME:-sweep_${family}}
-  local w=${SWEEP_DIR:-/tmp/$name} data=/tmp/toy_seg_128_$family
+  local backbones=${*:-vit_s} family=${FAMILY:-strokes} task=${TASK:-seg}
+  local name w data grid=() point=() split
+  if [ "$task" = det ]; then
+    name=${OUT_NAME:-sweep_det}; data=/tmp/toy_coco_128
+    [ -f "$data/meta.json" ] || python3 tools/data/make_toy.py coco --out "$data" --img-size 128 \
+        --num-train 400 --num-val 100 --min-object-size 3 --max-object-size 40 || exit 1
+    grid=(--config-dir configs/toy_det_gpu --heads simple multidepth --patch-sizes ${PATCH_SIZES:-16 8 4})
+    for split in train val test; do point+=("${split}_dataloader.dataset.data_root=$data/"); done
+    point+=("val_evaluator.ann_file=$data/annotations/instances_val.json"
+            "test_evaluator.ann_file=$data/annotations/instances_val.json")
+  else
+    name=${OUT_NAME:-sweep_${family}}; data=/tmp/toy_seg_128_$family
+    [ -f "$data/meta.json" ] || python3 tools/data/make_toy.py seg --out "$data" --img-size 128 \
+        --num-train 400 --family "$family" || exit 1
+    grid=(--config-dir configs/toy_gpu --heads linear upernet --patch-sizes ${PATCH_SIZES:-8 4 2 1})
+    for split in train val test; do point+=("${split}_dataloader.dataset.data_root=$data"); done
+  fi
+  w=${SWEEP_DIR:-/tmp/$name}
   mkdir -p "$w"
-  [ -f "$data/meta.json" ] || python3 tools/data/make_toy.py seg --out "$data" --img-size 128 \
-      --num-train 400 --family "$family" || exit 1
-  local grid=(--config-dir configs/toy_gpu --backbones $backbones --patch-sizes ${PATCH_SIZES:-8 4 2 1}
-              --heads linear upernet --seeds ${SEEDS:-0 1 2} --jobs "${JOBS:-1}" --work-dir "$w"
-              --cfg-options train_dataloader.dataset.data_root=$data val_dataloader.dataset.data_root=$data
-              test_dataloader.dataset.data_root=$data)
+  grid+=(--backbones $backbones --seeds ${SEEDS:-0 1 2} --jobs "${JOBS:-1}" --work-dir "$w"
+         --cfg-options "${point[@]}")
   save() {  # the finished cells' report and logs (tools/sweep.py --collect-only remakes the rest)
     cp "$w/results.md" "$OUT/$name.md" 2>/dev/null
     tar czf "$OUT/${name}_logs.tar.gz" -C "$w" --exclude='*.pth' .
@@ -221,7 +235,7 @@ toy_sweep() {
       | grep --line-buffered -v -e "warn" -e "pkg_resources" -e "_bootstrap" \
       | while IFS= read -r line; do
           echo "$line" | tee -a "$w/sweep.txt"
-          [[ $line == "["*"]"*": mIoU "* ]] && save
+          [[ $line == "["*"]"*": "*"mIoU "* || $line == "["*"]"*": "*"bbox AP "* ]] && save
         done
   python3 tools/sweep.py "${grid[@]}" --collect-only > /dev/null 2>&1  # the report of a cut sweep
   save
