@@ -2,13 +2,16 @@
 
 Every number is read from what mmengine wrote (``vis_data/scalars.json`` of training with its
 validation curve, the ``<timestamp>.json`` and ``per_image.npz`` of the test) or measured from
-the config's model (parameters, FLOPs); none is typed in. The statistics (CIs over seeds, the
+the config's model (parameters, FLOPs); none is typed in. The training cost of each cell's
+full-size counterpart (``configs/ade20k``) is read from a committed cost table
+(``benchmark.py cost``, results/cost/). The statistics (CIs over seeds, the
 paired gap, the bootstrap over images, the verdicts, convergence) are in ``stats.py``.
 """
 import csv
 import glob
 import json
 import os.path as osp
+import re
 import statistics
 
 import numpy as np
@@ -22,7 +25,10 @@ from mmpatch.sweep.cells import per_image_file
 HEAD_NAMES = {'LinearHead': 'linear', 'UPerHead': 'upernet'}
 CSV_FIELDS = ('config', 'seed', 'backbone', 'patch_size', 'head', 'mIoU', 'boot_lo', 'boot_hi',
               'aAcc', 'last_quarter_gain', 'converged', 'curve', 'params_M', 'gflops',
-              'train_img_s', 'peak_mem_MB', 'train_s')
+              'train_img_s', 'peak_mem_MB', 'train_s', 'full_gpu_h')
+#: Committed cost tables (``benchmark.py cost``): ``results/cost/<device>_<date>_<commit>/``.
+COST_TABLES = osp.join(osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))), 'results',
+                       'cost', '*', 'cost.csv')
 
 
 def _newest(pattern):
@@ -75,6 +81,42 @@ def describe_model(cfg):
     return label, int(backbone['patch_size']), HEAD_NAMES.get(head['type'], head['type'])
 
 
+def full_size_config(backbone, patch_size, head):
+    """The name of a cell's full-size ADE20K config (``configs/ade20k/<name>.py``, e.g.
+    'vit_t_p8_linear') from ``describe_model``'s (backbone label, patch size, head): same
+    backbone family, size, patch size and head. A toy-size backbone given by its numbers
+    ('PatchViT (64d x 4 blocks)') counts as the named size nearest its width (T). None for a
+    backbone of another family."""
+    from mmpatch.models.backbones import patch_mamba, patch_vit
+    families = {'PatchViT': ('vit', patch_vit.ARCH_SETTINGS),
+                'PatchMamba': ('adventurer', patch_mamba.ARCH_SETTINGS)}
+    label = re.fullmatch(r'(\w+) \((.+)\)', backbone)
+    if not label or label[1] not in families:
+        return None
+    prefix, archs = families[label[1]]
+    arch = label[2] if label[2] in archs else {a[0]: a for a in archs}.get(label[2])
+    width = re.match(r'(\d+)d x ', label[2])
+    if arch is None and width:
+        arch = min(('tiny', 'small', 'base'),
+                   key=lambda a: abs(archs[a]['embed_dims'] - int(width[1])))
+    return None if arch is None else f'{prefix}_{arch[0]}_p{patch_size}_{head}'
+
+
+def read_cost_table(path=None):
+    """``{config name: GPU-hours of its full schedule on 8 GPUs}`` from a ``cost.csv`` of
+    ``benchmark.py cost`` (default: the newest committed one, by the date in its folder name);
+    {} when there is none."""
+    if path is None:
+        tables = sorted(glob.glob(COST_TABLES), key=lambda p: (
+            re.findall(r'_(\d{4}-\d{2}-\d{2})_', p)[-1:], osp.getmtime(p)))
+        path = tables[-1] if tables else None
+    if path is None or not osp.isfile(path):
+        return {}
+    with open(path) as f:
+        return {r['config']: float(r['gpu_hours']) for r in csv.DictReader(f)
+                if r.get('gpu_hours')}
+
+
 def measure_model(cfg, input_hw):
     """Parameters (M) and forward GFLOPs of the config's segmentor on one input."""
     from mmengine.registry import DefaultScope
@@ -111,9 +153,11 @@ def majority_class_miou(dataset, num_classes, ignore_index=255):
     return float(100 * np.mean(inter[present] / union[present]))
 
 
-def collect(cells, gpus=1, cfg_options=(), sizes=None, threshold=stats.CONVERGENCE_THRESHOLD):
+def collect(cells, gpus=1, cfg_options=(), sizes=None, threshold=stats.CONVERGENCE_THRESHOLD,
+            cost=None):
     """One dict per finished cell (``CSV_FIELDS``). ``sizes``: a dict caching each config's
-    (backbone, p, head, crop, batch, params M, GFLOPs) between calls."""
+    (backbone, p, head, crop, batch, params M, GFLOPs) between calls; ``cost``: a
+    ``read_cost_table`` (the full-size counterpart's GPU-hours, ``full_gpu_h``)."""
     sizes = {} if sizes is None else sizes
     rows = []
     for cell in cells:
@@ -141,7 +185,8 @@ def collect(cells, gpus=1, cfg_options=(), sizes=None, threshold=stats.CONVERGEN
             curve=' '.join(f'{it}:{v:.2f}' for it, v in curve),
             params_M=round(params, 3), gflops=round(gflops, 3),
             train_img_s=round(batch * gpus / sec_per_iter, 2) if sec_per_iter else None,
-            peak_mem_MB=peak_mb, train_s=round(done.get('train_seconds', 0), 1)))
+            peak_mem_MB=peak_mb, train_s=round(done.get('train_seconds', 0), 1),
+            full_gpu_h=(cost or {}).get(full_size_config(backbone, p, head))))
     return rows
 
 
@@ -217,8 +262,9 @@ def markdown_report(rows, baseline_miou=None, unfinished=(), level=0.95):
                 'over validation images.', '',
                 '| patch | seeds | linear mIoU | UperNet mIoU | gap (UperNet - linear) '
                 '| image CI ± (lin / Uper) | not converged (lin / Uper) | params M (lin / Uper) '
-                '| GFLOPs (lin / Uper) | train img/s (lin / Uper) | peak mem MB (lin / Uper) |',
-                '|---|---|---|---|---|---|---|---|---|---|---|']
+                '| GFLOPs (lin / Uper) | train img/s (lin / Uper) | peak mem MB (lin / Uper) '
+                '| full-size config, GPU-h on 8 GPUs (lin / Uper) |',
+                '|---|---|---|---|---|---|---|---|---|---|---|---|']
         for p in sorted({r['patch_size'] for r in sub}, reverse=True):
             by_head = {h: [r for r in sub if r['patch_size'] == p and r['head'] == h]
                        for h in ('linear', 'upernet')}
@@ -246,7 +292,8 @@ def markdown_report(rows, baseline_miou=None, unfinished=(), level=0.95):
                        f'| {_mean_ci(gaps.get((backbone, p)))} | {pair(boot_half)} '
                        f"| {pair(not_conv)} | {pair(first('params_M', 2))} "
                        f"| {pair(first('gflops', 2))} | {pair(mean_of('train_img_s'))} "
-                       f"| {pair(mean_of('peak_mem_MB', 0))} |")
+                       f"| {pair(mean_of('peak_mem_MB', 0))} "
+                       f"| {pair(lambda rs: _fmt(rs[0].get('full_gpu_h'), 0) if rs else '-')} |")
         out.append('')
     not_converged = [f"{r['config']}/seed{r['seed']} (+{r['last_quarter_gain']:.1f})"
                      for r in rows if r['converged'] is False]
@@ -316,8 +363,9 @@ class ReportWriter:
     """Writes results.{csv,md,png} of the finished cells; the model sizes (FLOPs on 'meta')
     and the majority-class baseline are computed once per sweep, not per call."""
 
-    def __init__(self, cells, work_dir, gpus=1, cfg_options=(), baseline=True):
+    def __init__(self, cells, work_dir, gpus=1, cfg_options=(), baseline=True, cost_csv=None):
         self.cells, self.gpus, self.cfg_options = cells, gpus, list(cfg_options)
+        self.cost = read_cost_table(cost_csv)  # the full-size configs' GPU-hours
         self.paths = [osp.join(work_dir, f'results.{ext}') for ext in ('csv', 'md', 'png')]
         self.sizes = {}
         self.want_baseline, self.baseline = baseline, None
@@ -325,7 +373,7 @@ class ReportWriter:
     def __call__(self):
         """The Markdown report written, or None when no cell has finished."""
         with quiet_warnings(verbose=False):  # mmseg's noise when the models are built for FLOPs
-            rows = collect(self.cells, self.gpus, self.cfg_options, self.sizes)
+            rows = collect(self.cells, self.gpus, self.cfg_options, self.sizes, cost=self.cost)
             if not rows:
                 return None
             if self.baseline is None and self.want_baseline:
