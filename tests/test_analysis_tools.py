@@ -169,6 +169,198 @@ def test_benchmark_detection_cpu_smoke(tmp_path):
     assert json.loads((tmp_path / 'detection.json').read_text())['env']['device_name'] == 'cpu'
 
 
+# ------------------------------------------------------------------ benchmark.py cost
+
+def test_benchmark_cost_row_cpu_smoke(capsys):
+    # what each row's process runs (here in the test's process, which is cheaper): a detector
+    row = run('benchmark.py', 'cost-row', ROOT / 'configs/coco/vit_t_p32_cascade_mask_rcnn.py',
+              '--device', 'cpu', '--tiny', '--warmup', 1, '--steps', 1)
+    assert row['status'] == 'measured' and row['measured_s_per_iter'] > 0, row
+    assert (row['task'], row['head'], row['batch'], row['pid']) == (
+        'COCO', 'cascade_mask_rcnn', 2, os.getpid())
+    assert row['iterations'] == 12 * math.ceil(118287 / (2 * 8))  # 12 epochs on 8 GPUs
+    assert row['tokens'] == 2 * 3 and row['input_hw'] == '64x96'  # tiny images, stride 32
+    assert row['fwd_gflops'] > 0 and 'backbone + neck' in row['flops_scope']
+    assert row['timed_steps'] == 1 and row['optim'] == 'OptimWrapper'  # AMP needs a GPU
+    mark = perfkit('utils').RESULT_MARK
+    [line] = [x for x in capsys.readouterr().out.splitlines() if x.startswith(mark)]
+    assert json.loads(line[len(mark):])['row'] == row
+
+
+def test_benchmark_cost_cpu_smoke(tmp_path):
+    # one row in a fresh process (ViT-T + UperNet, timed), then the tables
+    rows = run('benchmark.py', 'cost', '--device', 'cpu', '--tiny', '--configs',
+               'configs/ade20k/vit_t_p8_upernet.py', '--warmup', 1, '--steps', 1, '--out', tmp_path)
+    [row] = rows
+    assert row['status'] == 'measured' and row['pid'] != os.getpid()
+    assert row['iterations'] == 160000 and row['tokens'] == 8 * 8  # 64 px tiny crops
+    with open(tmp_path / 'cost.csv') as f:
+        [written] = csv.DictReader(f)
+    assert written['source'] == 'measured' and float(written['gpu_hours']) == round(
+        row['measured_s_per_iter'] * 160000 * 8 / 3600, 1)
+    text = (tmp_path / 'cost.md').read_text()
+    assert '## ADE20K' in text and 'data loader is excluded' in text and '--tiny' in text
+
+
+def test_benchmark_cost_row_only_counts_a_projected_size(capsys):
+    row = run('benchmark.py', 'cost-row', ROOT / 'configs/ade20k/vit_s_p16_linear.py', '--device',
+              'cpu', '--tiny', '--project-only', 'size S (--project-sizes)')
+    assert row['status'] == 'not run: size S (--project-sizes)' and row['fwd_gflops'] > 0
+    assert 'measured_s_per_iter' not in row and row['arch'] == 'ViT-S'
+    assert 'decode head' in row['flops_scope']
+
+
+def _cost_row(config, status='measured', s=None, tokens=1024, fwd=100., size='t', **extra):
+    row = dict(config=config, task='ADE20K', family='vit', head='linear', size=size, p=16,
+               tokens=tokens, batch=2, iterations=160000, fwd_gflops=fwd, status=status)
+    row.update(extra)
+    if s is not None:
+        row['measured_s_per_iter'] = s
+    return row
+
+
+def test_cost_projection_from_the_nearest_measured_config():
+    project = perfkit('cost_report').project
+    rows = project([
+        _cost_row('vit_t_p16_linear', s=0.5, tokens=1024, fwd=100.),
+        _cost_row('vit_b_p2_linear', s=3.0, tokens=65536, fwd=150000., size='b'),
+        _cost_row('vit_t_p2_linear', s=0.6, tokens=65536, fwd=40000.),
+        _cost_row('vit_t_p1_linear', status='not run: too many FLOPs', tokens=262144, fwd=160000.),
+        _cost_row('vit_s_p8_linear', status='OOM', tokens=4096, fwd=800.),
+        _cost_row('adventurer_t_p1_linear', status='not run', tokens=262144, fwd=9.,
+                  family='adventurer')])
+    by = {r['config']: r for r in rows}
+    t16 = by['vit_t_p16_linear']
+    assert t16['source'] == 'measured' and t16['model_tflops'] == round(3 * 100 * 2 / 1e3 / 0.5, 1)
+    assert t16['gpu_hours'] == round(0.5 * 160000 * 8 / 3600, 1)  # s/iter x iterations x 8 GPUs
+    assert t16['days_8gpu'] == round(0.5 * 160000 / 86400, 2)
+    # p1: nearest tokens are both p2 rows; the same size (T) wins; 4x its FLOPs, 4x its time
+    t1 = by['vit_t_p1_linear']
+    assert t1['source'].startswith('projected from vit_t_p2_linear (')
+    assert t1['source'].endswith('; not run: too many FLOPs')
+    assert t1['s_per_iter'] == pytest.approx(4 * 0.6) and t1['gpu_hours'] == round(
+        t1['s_per_iter'] * 160000 * 8 / 3600, 1)
+    assert by['vit_s_p8_linear']['source'].startswith('projected from vit_t_p16_linear')
+    assert by['vit_s_p8_linear']['source'].endswith('; OOM')
+    # no measured row of its family: nothing to project from, no cost
+    adv = by['adventurer_t_p1_linear']
+    assert 'nothing measured' in adv['source'] and 'gpu_hours' not in adv
+
+
+def test_cost_schedule_iterations():
+    from mmengine.config import Config
+    cost = perfkit('cost')
+    coco = Config(dict(train_cfg=dict(max_epochs=12),
+                       train_dataloader=dict(batch_size=2, dataset=dict(type='CocoDataset'))))
+    assert cost.schedule_iterations(coco) == 12 * math.ceil(118287 / (2 * 8)) == 88716
+    assert cost.schedule_iterations(Config(dict(train_cfg=dict(max_iters=160000)))) == 160000
+    coco.train_dataloader.dataset.type = 'LVISDataset'
+    with pytest.raises(ValueError, match='LVISDataset: number of training images unknown'):
+        cost.schedule_iterations(coco)
+
+
+def test_cost_report_merges_runs(tmp_path):
+    report = perfkit('cost_report')
+    first, second = tmp_path / 'a', tmp_path / 'b'
+    report.write_report([_cost_row('vit_t_p16_linear', s=0.5),
+                         _cost_row('vit_t_p8_linear', status='not run', tokens=4096, fwd=400.)],
+                        first, {})
+    report.write_report([_cost_row('vit_t_p8_linear', s=0.9, tokens=4096, fwd=400.),
+                         _cost_row('vit_t_p16_linear', status='not run'),
+                         dict(_cost_row('vit_t_p32_cascade_mask_rcnn', s=0.2), task='COCO',
+                              head='cascade_mask_rcnn', iterations=88716)], second, {})
+    rows = run('benchmark.py', 'cost-report', '--inputs', first, second, '--out', tmp_path)
+    by = {r['config']: r for r in rows}
+    assert by['vit_t_p16_linear']['s_per_iter'] == 0.5  # measured in a beats not run in b
+    assert (by['vit_t_p8_linear']['source'], by['vit_t_p8_linear']['s_per_iter']) == (
+        'measured', 0.9)
+    text = (tmp_path / 'cost.md').read_text()
+    assert text.index('## ADE20K') < text.index('## COCO') and '88,716 iterations' in text
+    assert ('| config | arch | p | head/detector | tokens | batch/GPU | s/iter | peak GiB/GPU '
+            '| GPU-hours, full schedule | days on 8 GPUs | measured / projected |') in text
+    with pytest.raises(SystemExit, match='no .*cost.csv'):
+        run('benchmark.py', 'cost-report', '--inputs', tmp_path / 'none', '--out', tmp_path)
+
+
+FAKE_ROW = r"""import json, sys, time
+READY, RESULT = {ready!r}, {result!r}
+name, mode, log = sys.argv[2], sys.argv[3], sys.argv[4]
+row = dict(config=name, fwd_gflops=1.0)
+def note(word):
+    with open(log, 'a') as f:
+        f.write(f'{word} {name}\n')
+note('start')
+if mode == 'projected':
+    print(RESULT + json.dumps(dict(row=dict(row, status='not run: S'))))
+    sys.exit(0)
+print(READY + json.dumps(row), flush=True)
+word = sys.stdin.readline().strip()
+if word != 'go':
+    print(RESULT + json.dumps(dict(row=dict(row, status='not run: limit'))))
+    sys.exit(0)
+note('go')
+if mode == 'hang':
+    time.sleep(60)
+if mode == 'crash':
+    print('CUDA error: an illegal memory access', flush=True)
+    sys.exit(3)
+time.sleep(0.2)
+note('end')
+print(RESULT + json.dumps(dict(row=dict(row, status='measured'))))
+"""
+
+
+def test_cost_rows_take_the_device_one_at_a_time(tmp_path):
+    cost = perfkit('cost')
+    script, log = tmp_path / 'fake_row.py', tmp_path / 'log.txt'
+    script.write_text(FAKE_ROW.replace('{ready!r}', repr(cost.READY_MARK)).replace(
+        '{result!r}', repr(perfkit('utils').RESULT_MARK)))
+    modes = dict(a='ok', b='projected', c='hang', d='crash', e='ok', f='ok')
+    plans = [(name, ['cost-row', name, mode, log]) for name, mode in modes.items()]
+    rows = cost.run_rows(plans, script=str(script), prefetch=2, row_timeout=1.5)
+    assert [(r['config'], r['status']) for r in rows] == [
+        ('a', 'measured'), ('b', 'not run: S'), ('c', 'timeout: killed after 1.5 s'),
+        ('d', 'error: exit code 3: CUDA error: an illegal memory access'), ('e', 'measured'),
+        ('f', 'measured')]
+    assert all(r['fwd_gflops'] == 1.0 for r in rows)  # the prepared row is kept: projectable
+    events = [line.split() for line in log.read_text().splitlines()]
+    device = [e for e in events if e[0] != 'start']
+    assert device == [['go', 'a'], ['end', 'a'], ['go', 'c'], ['go', 'd'], ['go', 'e'],
+                      ['end', 'e'], ['go', 'f'], ['end', 'f']]  # one after the other
+    # prefetch 2: row a's turn came when a, b and c had started, not d
+    assert events.index(['start', 'd']) > events.index(['go', 'a'])
+    log.unlink()
+    rows = cost.run_rows(plans[:2] + plans[4:], script=str(script), prefetch=0, time_limit_s=0)
+    assert [r['status'] for r in rows] == ['not run: --time-limit-s', 'not run: S',
+                                           'not run: --time-limit-s', 'not run: --time-limit-s']
+    assert 'go' not in log.read_text()
+
+
+def test_cost_selects_configs_by_name():
+    cost = perfkit('cost')
+    paths = cost.select_configs(['configs/coco/*.py'], archs=['vit'], sizes=['t'],
+                                heads=['mask_rcnn'])
+    assert [os.path.basename(p) for p in paths] == ['vit_t_p16_mask_rcnn.py']
+    assert len(cost.select_configs(['configs/ade20k/*.py'], patch_sizes=[1])) == 12
+    with pytest.raises(SystemExit, match="no config matches 'configs/nope/\\*.py'"):
+        cost.select_configs(['configs/nope/*.py'])
+
+
+def test_cost_run_order_b_then_t_tasks_in_turn_counted_rows_spread():
+    order_plans = perfkit('cost').order_plans
+
+    def plan(folder, name, counted=False):
+        return (name, ['cost-row', f'configs/{folder}/{name}.py'] +
+                (['--project-only', 'size S'] if counted else ['--wait-go']))
+    plans = [plan('ade20k', 'vit_b_p16_linear'), plan('ade20k', 'vit_b_p8_linear'),
+             plan('ade20k', 'vit_s_p8_linear', True), plan('ade20k', 'vit_t_p8_linear'),
+             plan('coco', 'vit_b_p16_mask_rcnn'), plan('coco', 'vit_t_p16_mask_rcnn'),
+             plan('toy', 'odd_name')]
+    assert [name for name, _ in order_plans(plans)] == [
+        'vit_b_p16_linear', 'vit_b_p16_mask_rcnn', 'vit_b_p8_linear', 'vit_s_p8_linear',
+        'vit_t_p8_linear', 'vit_t_p16_mask_rcnn', 'odd_name']
+
+
 # ------------------------------------------------------------------ check.py
 
 def test_check_mamba_kernels_cpu_smoke(tmp_path, capsys):
@@ -235,7 +427,7 @@ def test_gpu_run_parses_and_refuses_an_unknown_sub_command(tmp_path):
     done = subprocess.run(['bash', script, 'round1'], capture_output=True, text=True,
                           env=dict(os.environ, OUT=str(tmp_path)), cwd=ROOT)
     assert done.returncode == 2 and "usage: gpu_run.sh benchmark|mission|scale|toy-sweep|" \
-        "train-iteration [args] (got 'round1')" in done.stdout
+        "train-iteration|cost [args] (got 'round1')" in done.stdout
     assert not any(tmp_path.iterdir())  # refused before anything ran
 
 

@@ -260,3 +260,46 @@ def test_cells_at_the_majority_floor_are_named():
     assert ('At the majority-class floor (learned little beyond the most frequent class): '
             'vit_p8_linear/seed0, vit_p8_linear/seed1, vit_p8_linear/seed2.') in text
     assert 'majority-class floor' not in report.markdown_report(_synthetic_rows(-5.0))
+
+
+@pytest.mark.parametrize('backbone,p,head,name', [
+    ('PatchViT (64d x 4 blocks)', 8, 'linear', 'vit_t_p8_linear'),  # configs/toy: toy size -> T
+    ('PatchViT (small)', 8, 'upernet', 'vit_s_p8_upernet'),  # configs/toy_gpu
+    ('PatchMamba (base)', 2, 'linear', 'adventurer_b_p2_linear'),
+    ('PatchMamba (t)', 4, 'upernet', 'adventurer_t_p4_upernet'),
+    ('PatchMamba (700d x 2 blocks)', 16, 'linear', 'adventurer_b_p16_linear'),
+    ('VisionTransformer (base)', 16, 'linear', None),
+    ('PatchViT (64d x 4 blocks)', 8, 'simple', 'vit_t_p8_cascade_mask_rcnn'),  # configs/toy_det
+    ('PatchMamba (base)', 4, 'simple', 'adventurer_b_p4_cascade_mask_rcnn'),
+    ('PatchViT (base)', 8, 'multidepth', None),  # no full-size config has this neck
+])
+def test_full_size_config_of_a_cell(backbone, p, head, name):
+    assert report.full_size_config(backbone, p, head) == name
+    if name:
+        folder = 'coco' if name.endswith('mask_rcnn') else 'ade20k'
+        assert osp.isfile(osp.join(REPO, 'configs', folder, f'{name}.py'))
+
+
+def test_full_size_config_of_the_toy_configs():
+    for config, name in (('configs/toy/vit_t_p8_linear.py', 'vit_t_p8_linear'),
+                         ('configs/toy_gpu/vit_s_p8_upernet.py', 'vit_s_p8_upernet')):
+        cfg = load_config(osp.join(REPO, config))
+        assert report.full_size_config(*report.describe_model(cfg)) == name
+
+
+def test_cost_column_reads_the_newest_cost_table(tmp_path, monkeypatch):
+    monkeypatch.setattr(report, 'COST_TABLES', str(tmp_path / '*' / 'cost.csv'))
+    assert report.read_cost_table() == {}  # no table: the column stays blank
+    for folder, hours in (('h200_2026-12-10_aaaaaaa', 50.0), ('h100_2026-12-04_bbbbbbb', 70.0)):
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / 'cost.csv').write_text(
+            'config,s_per_iter,gpu_hours,source\n'
+            f'vit_p8_linear,0.1,{hours},measured\nvit_p8_upernet,,,error\n')
+    assert report.read_cost_table() == {'vit_p8_linear': 50.0}  # the newest date, not the name
+    rows = _synthetic_rows(gap_small_p=-5.0)
+    for r in rows:
+        r['full_gpu_h'] = 50.0 if r['config'] == 'vit_p8_linear' else None
+    text = report.markdown_report(rows)
+    assert '| full-size config, GPU-h on 8 GPUs (lin / Uper) |' in text
+    assert [line for line in text.splitlines() if line.startswith('| 8 |')][0].endswith(
+        '| 50 / - |')

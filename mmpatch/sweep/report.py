@@ -3,6 +3,8 @@
 Every number is read from what mmengine wrote (``vis_data/scalars.json`` of training with its
 validation curve, the ``<timestamp>.json`` and, for segmentation, ``per_image.npz`` of the test)
 or measured from the config's model (parameters, FLOPs: ``describe.py``); none is typed in. The
+training cost of each cell's full-size counterpart (``configs/ade20k``, ``configs/coco``) is read
+from a committed cost table (``benchmark.py cost``, results/cost/). The
 statistics (CIs over seeds, the paired gap, the bootstrap over images, the verdicts,
 convergence) are in ``stats.py``.
 
@@ -15,6 +17,7 @@ import csv
 import glob
 import json
 import os.path as osp
+import re
 import statistics
 
 import numpy as np
@@ -29,17 +32,24 @@ from mmpatch.sweep.describe import (HEAD_NAMES, describe_model, flops_input_size
 #: CSV columns of a segmentation cell (rows may carry more keys: they follow these).
 CSV_FIELDS = ('config', 'seed', 'backbone', 'patch_size', 'head', 'mIoU', 'boot_lo', 'boot_hi',
               'aAcc', 'last_quarter_gain', 'converged', 'curve', 'params_M', 'gflops',
-              'train_img_s', 'peak_mem_MB', 'train_s')
+              'train_img_s', 'peak_mem_MB', 'train_s', 'full_gpu_h')
 #: CSV columns of a detection cell: COCO AP in points; gflops: backbone + neck on one
 #: flops_input (HxW) image.
 DET_CSV_FIELDS = ('config', 'seed', 'backbone', 'patch_size', 'neck', 'bbox_AP', 'segm_AP',
                   'AP_small', 'bbox_AP50', 'last_quarter_gain', 'converged', 'curve', 'params_M',
-                  'gflops', 'flops_input', 'train_img_s', 'peak_mem_MB', 'train_s')
+                  'gflops', 'flops_input', 'train_img_s', 'peak_mem_MB', 'train_s', 'full_gpu_h')
 FIELDS = {'seg': CSV_FIELDS, 'det': DET_CSV_FIELDS}
 TASK_TITLES = {'seg': 'Segmentation', 'det': 'Detection'}
 #: A detection cell's scores: row key -> mmdet CocoMetric key (after its prefix, e.g. 'coco/').
 COCO_SCORES = {'bbox_AP': 'bbox_mAP', 'segm_AP': 'segm_mAP', 'AP_small': 'bbox_mAP_s',
                'bbox_AP50': 'bbox_mAP_50'}
+#: Committed cost tables (``benchmark.py cost``): ``results/cost/<device>_<date>_<commit>/``.
+COST_TABLES = osp.join(osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))), 'results',
+                       'cost', '*', 'cost.csv')
+#: The full-size config a cell's decoder role stands for: segmentation's heads are the ADE20K
+#: configs' own; a detection cell with the simple pyramid stands for the COCO Cascade Mask R-CNN
+#: config (the same neck), the multi-depth neck has no full-size config.
+FULL_SIZE_ROLE = {'linear': 'linear', 'upernet': 'upernet', 'simple': 'cascade_mask_rcnn'}
 
 
 def _newest(pattern):
@@ -103,6 +113,44 @@ def coco_score(metrics, name):
     return None if value is None or value < 0 else round(100.0 * value, 2)
 
 
+def full_size_config(backbone, patch_size, head):
+    """The name of a cell's full-size config (``configs/ade20k/<name>.py``, e.g.
+    'vit_t_p8_linear', or ``configs/coco/<name>.py``, e.g. 'vit_t_p8_cascade_mask_rcnn') from
+    ``describe_model``'s (backbone label, patch size, decoder role): same backbone family, size
+    and patch size, the role's full-size decoder (``FULL_SIZE_ROLE``; None for a role without one). A toy-size backbone given by its numbers
+    ('PatchViT (64d x 4 blocks)') counts as the named size nearest its width (T). None for a
+    backbone of another family."""
+    from mmpatch.models.backbones import patch_mamba, patch_vit
+    families = {'PatchViT': ('vit', patch_vit.ARCH_SETTINGS),
+                'PatchMamba': ('adventurer', patch_mamba.ARCH_SETTINGS)}
+    label = re.fullmatch(r'(\w+) \((.+)\)', backbone)
+    if not label or label[1] not in families:
+        return None
+    prefix, archs = families[label[1]]
+    arch = label[2] if label[2] in archs else {a[0]: a for a in archs}.get(label[2])
+    width = re.match(r'(\d+)d x ', label[2])
+    if arch is None and width:
+        arch = min(('tiny', 'small', 'base'),
+                   key=lambda a: abs(archs[a]['embed_dims'] - int(width[1])))
+    full = FULL_SIZE_ROLE.get(head)
+    return None if arch is None or full is None else f'{prefix}_{arch[0]}_p{patch_size}_{full}'
+
+
+def read_cost_table(path=None):
+    """``{config name: GPU-hours of its full schedule on 8 GPUs}`` from a ``cost.csv`` of
+    ``benchmark.py cost`` (default: the newest committed one, by the date in its folder name);
+    {} when there is none."""
+    if path is None:
+        tables = sorted(glob.glob(COST_TABLES), key=lambda p: (
+            re.findall(r'_(\d{4}-\d{2}-\d{2})_', p)[-1:], osp.getmtime(p)))
+        path = tables[-1] if tables else None
+    if path is None or not osp.isfile(path):
+        return {}
+    with open(path) as f:
+        return {r['config']: float(r['gpu_hours']) for r in csv.DictReader(f)
+                if r.get('gpu_hours')}
+
+
 def read_scores(task, cell, metrics):
     """A finished cell's scores from its test ``metrics``: segmentation mIoU, aAcc and the
     per-image bootstrap interval; detection COCO AP in points (``COCO_SCORES``)."""
@@ -159,11 +207,12 @@ def describe_config(config, cfg_options=()):
                 input_hw=tuple(input_hw))
 
 
-def collect(cells, gpus=1, cfg_options=(), sizes=None, threshold=stats.CONVERGENCE_THRESHOLD):
+def collect(cells, gpus=1, cfg_options=(), sizes=None, threshold=stats.CONVERGENCE_THRESHOLD,
+            cost=None):
     """One dict per finished cell: its task's CSV fields (``FIELDS``) and ``task``. ``sizes``: a
     dict caching each config's :func:`describe_config` between calls. A row is a plain dict:
     a further column is one more key (``write_csv`` writes keys beyond the task's fields after
-    them)."""
+    them). ``cost``: a ``read_cost_table`` (the full-size counterpart's GPU-hours, ``full_gpu_h``)."""
     sizes = {} if sizes is None else sizes
     rows = []
     for cell in cells:
@@ -188,7 +237,9 @@ def collect(cells, gpus=1, cfg_options=(), sizes=None, threshold=stats.CONVERGEN
             **read_scores(task, cell, metrics), last_quarter_gain=_round(gain), converged=conv,
             curve=' '.join(f'{it}:{v:.2f}' for it, v in curve), **model,
             train_img_s=round(size['batch'] * gpus / sec_per_iter, 2) if sec_per_iter else None,
-            peak_mem_MB=peak_mb, train_s=round(done.get('train_seconds', 0), 1)))
+            peak_mem_MB=peak_mb, train_s=round(done.get('train_seconds', 0), 1),
+            full_gpu_h=(cost or {}).get(full_size_config(size['backbone'], size['patch_size'],
+                                                         size['role']))))
     return rows
 
 
@@ -307,7 +358,8 @@ def _table_columns(task, level):
            [('segm AP', ci_of('segm_AP')), ('AP_small', ci_of('AP_small'))])
     return own + [('not converged', not_conv), ('params M', first('params_M', 2)),
                   ('GFLOPs', first('gflops', 2)), ('train img/s', mean_of('train_img_s')),
-                  ('peak mem MB', mean_of('peak_mem_MB', 0))]
+                  ('peak mem MB', mean_of('peak_mem_MB', 0)),
+                  ('full-size config, GPU-h on 8 GPUs', first('full_gpu_h', 0))]
 
 
 def _caption(task, rows, pct):
@@ -446,8 +498,9 @@ class ReportWriter:
     caller has read the configs; else they are read here (a bad config raises ``UserError``)."""
 
     def __init__(self, cells, work_dir, gpus=1, cfg_options=(), baseline=True,
-                 task_of_config=None):
+                 task_of_config=None, cost_csv=None):
         self.cells, self.gpus, self.cfg_options = cells, gpus, list(cfg_options)
+        self.cost = read_cost_table(cost_csv)  # the full-size configs' GPU-hours
         task_of_config = {c.config: (task_of_config or {}).get(c.config)
                           or task_of(load_config(c.config, self.cfg_options)) for c in cells}
         self.tasks = [t for t in stats.TASKS if t in task_of_config.values()]
@@ -469,7 +522,7 @@ class ReportWriter:
     def __call__(self):
         """The Markdown report written, or None when no cell has finished."""
         with quiet_warnings(verbose=False):  # mmseg's noise when the models are built for FLOPs
-            rows = collect(self.cells, self.gpus, self.cfg_options, self.sizes)
+            rows = collect(self.cells, self.gpus, self.cfg_options, self.sizes, cost=self.cost)
             if not rows:
                 return None
             if self.baseline is None and self.want_baseline:

@@ -11,14 +11,19 @@ Sub-commands:
                  backbone-only step; writes seg_iteration.{csv,md}
   detection      a COCO detector's training iteration per patch size, from the real configs,
                  each patch size in a fresh process; writes detection.{md,json}
-  row, kernels, detection-row
-                 what ``models`` and ``detection`` run in their fresh processes
+  cost           what every config costs to train (s/iter, peak memory, GPU-hours and days of
+                 the full schedule on 8 GPUs), each config in a fresh process, the rows not
+                 timed projected from FLOPs; writes cost.{csv,md}
+  cost-report    cost.{csv,md} again from the cost.csv of one or more ``cost`` runs, merged
+  row, kernels, detection-row, cost-row
+                 what ``models``, ``detection`` and ``cost`` run in their fresh processes
 
 On a GPU machine, from the repository root:
     python tools/analysis/benchmark.py models --anchor-repeat --out work_dirs/benchmark
     python tools/analysis/benchmark.py models --backbones PatchViT timm --patch-sizes 16 8 4
     python tools/analysis/benchmark.py seg-iteration --compile-mode reduce-overhead
     python tools/analysis/benchmark.py detection --backbone adventurer_b --patch-sizes 16 8 4
+    python tools/analysis/benchmark.py cost --out results/cost/<device>_<date>_<commit>
 Every sub-command takes ``--device cpu --tiny`` for a smoke test on a CPU.
 """
 import sys
@@ -35,6 +40,9 @@ SUBCOMMANDS = {
     'seg-iteration': ('seg_iteration', 'main'),
     'detection': ('detection', 'main'),
     'detection-row': ('detection', 'row_main'),
+    'cost': ('cost', 'main'),
+    'cost-row': ('cost', 'row_main'),
+    'cost-report': ('cost_report', 'main'),
 }
 
 

@@ -48,11 +48,16 @@
 #       the first 5 records (compilation, then the batches the workers queued meanwhile) left
 #       out. IMAGES=png: the toy set's lossless PNGs instead of JPEG as ADE20K's.
 #       Writes $OUT/train_iteration_<variant>.{log,json}.
+#   gpu_run.sh cost [benchmark.py cost options]
+#       what every configs/ade20k and configs/coco leaf costs to train: sizes T and B timed
+#       (each config in a fresh process), S and the rows over 2 PFLOP per iteration projected
+#       from FLOPs; rows whose turn comes after COST_TIME_LIMIT_S (default 330) are projected
+#       too. Writes $OUT/cost.{csv,md} (after every row) and $OUT/log.txt.
 set -o pipefail
 CMD=$1
 case $CMD in
-  benchmark|mission|scale|toy-sweep|train-iteration) shift ;;
-  *) echo "usage: gpu_run.sh benchmark|mission|scale|toy-sweep|train-iteration [args] (got '$CMD')"
+  benchmark|mission|scale|toy-sweep|train-iteration|cost) shift ;;
+  *) echo "usage: gpu_run.sh benchmark|mission|scale|toy-sweep|train-iteration|cost [args] (got '$CMD')"
      exit 2 ;;
 esac
 if [ -f .device-kit/setup.sh ] && ! python3 -c 'import mmseg' 2>/dev/null; then
@@ -277,8 +282,15 @@ train_iteration() {
   done
 }
 
+cost() {
+  nvidia-smi --query-gpu=name,clocks.sm,clocks.max.sm,power.draw,temperature.gpu,memory.used --format=csv
+  timeout 560 python3 tools/analysis/benchmark.py cost --time-limit-s "${COST_TIME_LIMIT_S:-330}" \
+    --out "$OUT" "$@" 2>&1 | tee "$OUT/log.txt" | grep --line-buffered -v "${QUIET[@]}" -e warn
+}
+
 case $CMD in
   benchmark) benchmark "$@" ;;
+  cost) cost "$@" ;;
   mission) mission "$@" ;;
   scale) scale ;;
   toy-sweep) toy_sweep "$@" ;;

@@ -34,7 +34,7 @@ def print_result(result):
     print(RESULT_MARK + json.dumps(result), flush=True)
 
 
-def _child_env():
+def child_env():
     """The caller's environment, unbuffered, with this repository importable."""
     repo = os.path.abspath(os.path.join(os.path.dirname(__file__), '..', '..', '..'))
     env = dict(os.environ, PYTHONUNBUFFERED='1')
@@ -51,7 +51,7 @@ def run_fresh_process(script, argv, timeout=None):
     ``timeout`` seconds (then it is killed).
     """
     proc = subprocess.Popen([sys.executable, script, *map(str, argv)], stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, env=_child_env())
+                            stderr=subprocess.STDOUT, text=True, env=child_env())
     killed = []
     timer = threading.Timer(timeout, lambda: killed.append(proc.kill())) if timeout else None
     if timer:
