@@ -240,8 +240,13 @@ def test_cost_projection_from_the_nearest_measured_config():
     assert t1['source'].endswith('; not run: too many FLOPs')
     assert t1['s_per_iter'] == pytest.approx(4 * 0.6) and t1['gpu_hours'] == round(
         t1['s_per_iter'] * 160000 * 8 / 3600, 1)
-    assert by['vit_s_p8_linear']['source'].startswith('projected from vit_t_p16_linear')
-    assert by['vit_s_p8_linear']['source'].endswith('; OOM')
+    # S has no measured row: T's rows, interpolated in log tokens between p16 and p2
+    s8 = by['vit_s_p8_linear']
+    assert s8['source'].startswith('projected at ') and s8['source'].endswith('; OOM')
+    assert 'between vit_t_p16_linear' in s8['source'] and 'and vit_t_p2_linear' in s8['source']
+    rate16, rate2 = 3 * 100 * 2 / 1e3 / 0.5, 3 * 40000 * 2 / 1e3 / 0.6
+    rate8 = math.exp(2 / 3 * math.log(rate16) + 1 / 3 * math.log(rate2))  # 4096: 2 of 6 octaves
+    assert s8['s_per_iter'] == pytest.approx(3 * 800 * 2 / 1e3 / rate8, rel=1e-3)
     # no measured row of its family: nothing to project from, no cost
     adv = by['adventurer_t_p1_linear']
     assert 'nothing measured' in adv['source'] and 'gpu_hours' not in adv

@@ -47,19 +47,42 @@ def is_measured(row):
             and isinstance(row.get('measured_s_per_iter'), (int, float)))
 
 
-def nearest_reference(row, measured):
-    """The measured row to project ``row`` from: same task, backbone kind and head/detector,
-    nearest tokens per image (log scale), then the same size, then the nearest FLOPs; None if
-    its family has no measured row (or ``row`` has no FLOPs)."""
+def _rate(row):
+    """Achieved model TFLOP/s of a measured row."""
+    return train_tflop(row) / row['measured_s_per_iter']
+
+
+def reference_rate(row, measured):
+    """(TFLOP/s, how) to project ``row`` at, from the measured rows of its family (same task,
+    backbone kind and head/detector; of its own size where that size has measured rows): the
+    achieved rate interpolated linearly in log(tokens) between the nearest measured rows with
+    fewer and with more tokens per image (a short step at few tokens is launch-bound, a long one
+    at many tokens runs near the matmul rate, so neither end alone predicts the middle), else
+    the rate of the nearest one (log tokens, then FLOPs). None if nothing is measured."""
     if not row.get('fwd_gflops') or not row.get('tokens'):
         return None
     family = [m for m in measured if (m['task'], m['family'], m['head']) ==
               (row['task'], row['family'], row['head']) and m is not row]
+    same_size = [m for m in family if m.get('size') == row.get('size')]
+    family = same_size or family
     if not family:
         return None
-    return min(family, key=lambda m: (round(abs(math.log(row['tokens'] / m['tokens'])), 9),
-                                      m.get('size') != row.get('size'),
-                                      abs(math.log(row['fwd_gflops'] / m['fwd_gflops']))))
+    log_t = math.log(row['tokens'])
+
+    def nearest(rows):
+        return min(rows, key=lambda m: (round(abs(log_t - math.log(m['tokens'])), 9),
+                                        abs(math.log(row['fwd_gflops'] / m['fwd_gflops']))))
+
+    below = [m for m in family if m['tokens'] < row['tokens']]
+    above = [m for m in family if m['tokens'] > row['tokens']]
+    if below and above:
+        lo, hi = nearest(below), nearest(above)
+        w = (log_t - math.log(lo['tokens'])) / (math.log(hi['tokens']) - math.log(lo['tokens']))
+        rate = math.exp((1 - w) * math.log(_rate(lo)) + w * math.log(_rate(hi)))
+        return rate, (f"projected at {rate:.3g} TFLOP/s, interpolated between {lo['config']} "
+                      f"({_rate(lo):.3g}) and {hi['config']} ({_rate(hi):.3g})")
+    ref = nearest(family)
+    return _rate(ref), f"projected from {ref['config']} ({_rate(ref):.3g} TFLOP/s)"
 
 
 def project(rows):
@@ -74,14 +97,13 @@ def project(rows):
             if r.get('fwd_gflops'):
                 r['model_tflops'] = round(train_tflop(r) / r['s_per_iter'], 1)
         else:
-            ref = nearest_reference(r, measured)
+            ref = reference_rate(r, measured)
             if ref is None:
                 r['source'] = f"{r.get('status', 'not run')}; nothing measured to project from"
             else:
-                rate = train_tflop(ref) / ref['measured_s_per_iter']
+                rate, how = ref
                 r['s_per_iter'] = round(train_tflop(r) / rate, 4)
-                r['source'] = (f"projected from {ref['config']} ({rate:.3g} TFLOP/s); "
-                               f"{r.get('status', 'not run')}")
+                r['source'] = f"{how}; {r.get('status', 'not run')}"
         if r.get('s_per_iter') and r.get('iterations'):
             seconds = r['s_per_iter'] * r['iterations']
             r['gpu_hours'] = round(seconds * GPUS / 3600, 1)
