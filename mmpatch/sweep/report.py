@@ -338,7 +338,7 @@ def _table_columns(task, level):
     group) -> text), each shown for both roles as 'plain / decoder'. One entry per column: a
     further column (e.g. a cost) is one more entry here."""
     def first(key, nd=1):
-        return lambda rs: _fmt(rs[0][key], nd) if rs else '-'
+        return lambda rs: _fmt(rs[0].get(key), nd) if rs else '-'
 
     def mean_of(key, nd=1):
         return lambda rs: _fmt(float(np.mean([r[key] for r in rs])), nd) \
