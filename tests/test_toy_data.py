@@ -224,3 +224,72 @@ def test_make_toy_cli_writes_jpeg_images_on_request(tmp_path):
         main(['coco', '--out', str(tmp_path / 'c'), '--image-format', 'jpg'])
     with pytest.raises(ValueError, match="image_format must be 'png' or 'jpg'"):
         write_toy_seg(str(tmp_path / 'w'), num_train=1, num_val=1, image_format='webp')
+
+
+def _coco_boxes(root, split='train'):
+    with open(f'{root}/annotations/instances_{split}.json') as f:
+        data = json.load(f)
+    return data['images'], [a['bbox'] for a in data['annotations']]
+
+
+def test_coco_object_sizes_log_uniform_in_range_and_inside(tmp_path):
+    a, b, c = (str(tmp_path / n) for n in 'abc')
+    knobs = dict(img_size=128, num_train=6, num_val=1, min_object_size=3, max_object_size=40)
+    write_toy_coco(a, seed=0, **knobs)
+    images, boxes = _coco_boxes(a)
+    sides = np.array([max(w, h) for _, _, w, h in boxes])
+    assert len(sides) >= 6 * 12  # 16..32 tries per 128x128 image, few left out
+    # size = the polygon box's longer side; rasterising moves the mask's box by 1 px at most
+    assert sides.min() >= 2 and sides.max() <= 41, (sides.min(), sides.max())
+    # log-uniform: each octave as full; half the objects are under sqrt(3 * 40) ~ 11 px
+    assert 0.35 < (sides < 11).mean() < 0.65 and (sides > 20).mean() > 0.15
+    for x, y, w, h in boxes:  # wholly inside the image
+        assert x >= 0 and y >= 0 and x + w <= 128 and y + h <= 128
+    meta = read_meta(a)
+    assert (meta['min_object_size'], meta['max_object_size']) == (3.0, 40.0)
+    # deterministic by seed
+    write_toy_coco(b, seed=0, **knobs)
+    write_toy_coco(c, seed=1, **knobs)
+    assert _same_tree(a, b)
+    assert _coco_boxes(c)[1] != boxes
+
+
+def test_coco_default_size_mix_meta_reads_without_size_knobs(tmp_path):
+    root = str(tmp_path / 'old')
+    write_toy_coco(root, num_train=1, num_val=1)
+    with open(f'{root}/meta.json') as f:
+        meta = json.load(f)
+    assert meta['min_object_size'] is None and meta['max_object_size'] is None
+    del meta['min_object_size'], meta['max_object_size']  # a set made before the knobs
+    with open(f'{root}/meta.json', 'w') as f:
+        json.dump(meta, f)
+    write_toy_coco(root, num_train=1, num_val=1)  # the same knobs: no 'other knobs' error
+
+
+@pytest.mark.parametrize('bad, match', [
+    (dict(min_object_size=3), 'give both min_object_size and max_object_size'),
+    (dict(max_object_size=40), 'give both'),
+    (dict(min_object_size=1, max_object_size=40), 'min_object_size must be >= 2'),
+    (dict(min_object_size=20, max_object_size=10), r'max_object_size \(10\) must be >= '),
+    (dict(min_object_size=3, max_object_size=65), 'at most half the shorter image side'),
+    (dict(min_object_size=3, max_object_size=40, detail_scale=2.0), 'detail_scale scales'),
+])
+def test_coco_bad_object_sizes(bad, match):
+    with pytest.raises(ValueError, match=match):
+        make_knobs('coco', img_size=128, **bad)
+
+
+def test_object_sizes_are_coco_only_in_the_cli(tmp_path, capsys):
+    import runpy
+    main = runpy.run_path(os.path.join(REPO, 'tools', 'data', 'make_toy.py'))['main']
+    with pytest.raises(ValueError, match='toy coco set only'):
+        make_knobs('seg', min_object_size=3, max_object_size=8)
+    with pytest.raises(SystemExit, match='coco set only'):
+        main(['seg', '--out', str(tmp_path / 's'), '--min-object-size', '3'])
+    with pytest.raises(SystemExit, match='at most half the shorter image side'):
+        main(['coco', '--out', str(tmp_path / 'c'), '--min-object-size', '3',
+              '--max-object-size', '40'])
+    out = str(tmp_path / 'c')
+    main(['coco', '--out', out, '--img-size', '96', '--num-train', '1', '--num-val', '1',
+          '--min-object-size', '4', '--max-object-size', '30'])
+    assert (read_meta(out)['min_object_size'], read_meta(out)['max_object_size']) == (4.0, 30.0)

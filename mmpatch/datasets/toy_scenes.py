@@ -59,11 +59,15 @@ look (its own paint in stripes at its own angle and period,
 ``control_class_looks``): little depends on the patch size there.
 
 COCO categories are shapes (disc, box, triangle, stick, diamond, star); two
-categories share each paint, so the shape names the category. Sizes run from
-3 px specks and 2-3 px wide sticks up to a third of the image, on a striped
+categories share each paint, so the shape names the category, on a striped
 background that is no category; instances do not overlap, and each mask is
 exactly the rasterised polygon (``pycocotools``), so image, mask, area and
-bbox agree.
+bbox agree. Sizes: by default a mix of 3-8 px specks (about two thirds),
+larger shapes up to a third of the image and 8 px to half-image sticks 2-3 px
+wide, cut by the image border; with ``min_object_size`` and
+``max_object_size`` every object's size (its bounding box's longer side) is
+drawn log-uniformly in that range, so each octave holds as many objects (small
+ones are many), and objects lie wholly inside the image.
 
 Knobs (same names in ``tools/data/make_toy.py``):
     img_size      int or (h, w), default 64
@@ -79,6 +83,11 @@ Knobs (same names in ``tools/data/make_toy.py``):
     seed          default 0
     family        seg only: 'strokes' (default), 'shape' or 'control'; a
                   meta.json without it is a strokes set
+    min_object_size, max_object_size
+                  COCO only, px, both or neither: object sizes log-uniform in
+                  [min, max], 2 <= min <= max <= half the shorter image side;
+                  detail_scale must then stay 1.0. Default None (the default
+                  size mix above); a meta.json without them has the default mix
 
 ``fine_detail_mask(label)`` marks the pixels that belong to structures at most
 3 px thick (what a morphological opening with a 4x4 square removes).
@@ -126,6 +135,12 @@ class ToySegKnobs(ToyKnobs):
     family: str
 
 
+@dataclass(frozen=True)
+class ToyCocoKnobs(ToyKnobs):
+    min_object_size: float = None
+    max_object_size: float = None
+
+
 def check_family(family):
     """``family`` if it is a seg scene family, else a ValueError listing the valid ones."""
     if family not in SEG_FAMILIES:
@@ -133,11 +148,42 @@ def check_family(family):
     return family
 
 
+def check_object_sizes(min_object_size, max_object_size, hw, detail_scale=1.0):
+    """``(min, max)`` as floats (or ``(None, None)``: the default size mix) for an ``hw`` image.
+
+    Raises ValueError naming the problem: only one of them given, min < 2 px (a
+    smaller object rasterises to under 4 pixels), max < min, max above half the
+    shorter image side (objects must fit wholly inside, with room to place
+    them), or a ``detail_scale`` other than 1.0 (it scales the default mix only).
+    """
+    if min_object_size is None and max_object_size is None:
+        return None, None
+    if min_object_size is None or max_object_size is None:
+        raise ValueError(f'give both min_object_size and max_object_size (--min-object-size, '
+                         f'--max-object-size) or neither (the default size mix), got '
+                         f'min={min_object_size}, max={max_object_size}')
+    lo, hi = float(min_object_size), float(max_object_size)
+    if lo < 2:
+        raise ValueError(f'min_object_size must be >= 2 px, got {min_object_size}')
+    if hi < lo:
+        raise ValueError(f'max_object_size ({max_object_size}) must be >= min_object_size '
+                         f'({min_object_size})')
+    if hi > min(hw) / 2:
+        raise ValueError(f'max_object_size must be at most half the shorter image side '
+                         f'({min(hw) / 2:g} px for img_size {hw[0]}x{hw[1]}), got {max_object_size}; '
+                         'use a larger img_size or smaller objects')
+    if detail_scale != 1.0:
+        raise ValueError(f'detail_scale scales the default size mix only; with min/max_object_size '
+                         f'give the sizes directly (detail_scale=1.0), got {detail_scale}')
+    return lo, hi
+
+
 def make_knobs(kind, img_size=64, num_train=200, num_val=50, num_classes=None,
-               detail_scale=1.0, seed=0, family=None):
+               detail_scale=1.0, seed=0, family=None, min_object_size=None, max_object_size=None):
     """Validated knobs for ``kind`` 'seg' or 'coco'; raises ValueError naming the bad one.
 
     ``family`` (seg only, default 'strokes') picks the scene family; the COCO set has none.
+    ``min_object_size`` / ``max_object_size`` (COCO only): see ``check_object_sizes``.
     """
     if kind not in ('seg', 'coco'):
         raise ValueError(f"toy dataset kind must be 'seg' or 'coco', got {kind!r}")
@@ -145,6 +191,8 @@ def make_knobs(kind, img_size=64, num_train=200, num_val=50, num_classes=None,
         family = check_family('strokes' if family is None else family)
         lo, hi, why = SEG_FAMILY_CLASSES[family]
         why = f' (the {family} family needs {why})'
+        if min_object_size is not None or max_object_size is not None:
+            raise ValueError('min_object_size and max_object_size apply to the toy coco set only')
     elif family is not None:
         raise ValueError(f'family applies to the toy seg set only, got family={family!r} for coco')
     else:
@@ -165,7 +213,10 @@ def make_knobs(kind, img_size=64, num_train=200, num_val=50, num_classes=None,
         raise ValueError(f'detail_scale must be in 0.25..8, got {detail_scale}')
     values = ((int(hw[0]), int(hw[1])), int(num_train), int(num_val), int(num_classes),
               float(detail_scale), int(seed))
-    return ToySegKnobs(*values, family) if kind == 'seg' else ToyKnobs(*values)
+    if kind == 'seg':
+        return ToySegKnobs(*values, family)
+    return ToyCocoKnobs(*values, *check_object_sizes(min_object_size, max_object_size, hw,
+                                                     detail_scale))
 
 
 # ----------------------------------------------------------------------------- classes
@@ -558,13 +609,29 @@ def _poly_to_mask(poly, hw):
     return mask_utils.decode(rle)[:, :, 0].astype(bool)
 
 
-def make_coco_scene(rng, img_size=(64, 64), num_classes=6, detail_scale=1.0, max_tries=60):
-    """One scene: (RGB uint8 image, list of (category index 0..K-1, polygon (N,2), mask))."""
-    hw = tuple(img_size)
-    h, w = hw
-    # categories share paints (two per paint), so the shape, not the colour, names a category
-    paints = paint_colours(max(2, (num_classes + 1) // 2))
-    # background: textured regions that are no category
+def _sized_polygon(rng, shape, size):
+    """Polygon of a randomly rotated ``shape`` whose bounding box's longer side is ``size`` px.
+
+    A stick keeps a width of 2-3 px (at most half its size) and takes the
+    length that gives the box that side; other shapes are drawn and scaled.
+    Coordinates are relative: the box starts at (0, 0).
+    """
+    if shape == 'stick':
+        half_w = min(rng.uniform(1.0, 1.5), size / 4)
+        rot = rng.uniform(0, 2 * np.pi)
+        d, n = np.array([np.cos(rot), np.sin(rot)]), np.array([-np.sin(rot), np.cos(rot)])
+        big, small = np.abs(d).max(), np.abs(d).min()
+        half_len = (size / 2 - half_w * small) / big  # >= half_w since half_w <= size / 4
+        poly = np.stack([-half_len * d - half_w * n, half_len * d - half_w * n,
+                         half_len * d + half_w * n, -half_len * d + half_w * n])
+    else:
+        poly = _shape_polygon(rng, shape, size, (0.0, 0.0))
+        poly = poly * (size / np.ptp(poly, 0).max())
+    return poly - poly.min(0)
+
+
+def _background(rng, hw):
+    """Textured regions that are no category: a warped Voronoi partition, each cell striped."""
     cells = _warped_voronoi(rng, hw, int(rng.integers(2, 5)))
     bg = np.zeros(hw + (3,), np.float32)
     for k in range(cells.max() + 1):
@@ -572,26 +639,79 @@ def make_coco_scene(rng, img_size=(64, 64), num_classes=6, detail_scale=1.0, max
         shade = rng.uniform(20, 45) * _stripes(hw, rng.uniform(0, np.pi), rng.uniform(3, 8), 0)
         m = cells == k
         bg[m] = base + shade[m, None]
+    return bg
 
-    occupied = np.zeros(hw, np.uint8)
-    instances = []
+
+def _default_mix_instance(rng, shape, hw, detail_scale, occupied, max_tries):
+    """(polygon, mask) of one object of the default size mix, or None when none fits.
+
+    Each try draws a size (a 3-8 px speck, or with probability 0.35 a larger
+    shape up to a third of the image; sticks 8 px to half the image) and a
+    centre anywhere; the polygon is cut by the image border.
+    """
+    h, w = hw
     small = max(2.0, 3 * detail_scale), max(3.0, 8 * detail_scale)
+    for _ in range(max_tries):
+        big = rng.random() < 0.35
+        size = rng.uniform(small[1], max(small[1] + 1, min(h, w) / 3)) if big else rng.uniform(*small)
+        if shape == 'stick':
+            size = rng.uniform(8, max(9, min(h, w) / 2))
+        centre = rng.uniform([0, 0], [w, h])
+        poly = _shape_polygon(rng, shape, size, centre)
+        poly = np.round(np.clip(poly, 0, [w, h]), 2)  # as stored in the json
+        mask = _poly_to_mask(poly, hw)
+        if mask.sum() >= 4 and not (occupied & mask).any():
+            return poly, mask
+    return None
+
+
+def _sized_instance(rng, shape, hw, object_sizes, occupied, max_tries):
+    """(polygon, mask) of one object of a log-uniform size in ``object_sizes``, or None.
+
+    The size and shape are drawn once; each try places the polygon wholly
+    inside the image.
+    """
+    h, w = hw
+    lo, hi = object_sizes
+    size = float(np.exp(rng.uniform(np.log(lo), np.log(hi))))
+    rel = _sized_polygon(rng, shape, size)
+    extent = rel.max(0)  # (width, height) of the box
+    for _ in range(max_tries):
+        poly = np.round(rel + rng.uniform([0, 0], [w - extent[0], h - extent[1]]), 2)
+        mask = _poly_to_mask(poly, hw)
+        if mask.sum() >= 4 and not (occupied & mask).any():
+            return poly, mask
+    return None
+
+
+def make_coco_scene(rng, img_size=(64, 64), num_classes=6, detail_scale=1.0, max_tries=60,
+                    min_object_size=None, max_object_size=None):
+    """One scene: (RGB uint8 image, list of (category index 0..K-1, polygon (N,2), mask)).
+
+    Object sizes: the default mix, or, with ``min_object_size`` and
+    ``max_object_size`` (px, see ``check_object_sizes``), log-uniform in that
+    range (size = the bounding box's longer side), wholly inside the image.
+    Objects that find no free place in ``max_tries`` tries are left out.
+    """
+    hw = tuple(img_size)
+    object_sizes = check_object_sizes(min_object_size, max_object_size, hw, detail_scale)
+    # categories share paints (two per paint), so the shape, not the colour, names a category
+    paints = paint_colours(max(2, (num_classes + 1) // 2))
+    bg = _background(rng, hw)
+
+    occupied = np.zeros(hw, bool)
+    instances = []
     for _ in range(_scaled_count(rng, 4, 9, hw)):
         cat = int(rng.integers(num_classes))
         shape = COCO_SHAPES[cat % len(COCO_SHAPES)]
-        for _ in range(max_tries):
-            big = rng.random() < 0.35
-            size = rng.uniform(small[1], max(small[1] + 1, min(h, w) / 3)) if big else rng.uniform(*small)
-            if shape == 'stick':
-                size = rng.uniform(8, max(9, min(h, w) / 2))
-            centre = rng.uniform([0, 0], [w, h])
-            poly = _shape_polygon(rng, shape, size, centre)
-            poly = np.round(np.clip(poly, 0, [w, h]), 2)  # as stored in the json
-            mask = _poly_to_mask(poly, hw)
-            if mask.sum() >= 4 and not (occupied.astype(bool) & mask).any():
-                occupied |= cv2.dilate(mask.astype(np.uint8), np.ones((3, 3), np.uint8))
-                instances.append((cat, poly, mask))
-                break
+        if object_sizes[0] is None:
+            found = _default_mix_instance(rng, shape, hw, detail_scale, occupied, max_tries)
+        else:
+            found = _sized_instance(rng, shape, hw, object_sizes, occupied, max_tries)
+        if found is not None:
+            poly, mask = found
+            occupied |= cv2.dilate(mask.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
+            instances.append((cat, poly, mask))
 
     img = bg
     for cat, _, mask in instances:
@@ -624,7 +744,8 @@ def read_meta(root):
     """``meta.json`` of a generated toy set, or None when there is none.
 
     A seg set's meta without ``family`` is a strokes set (the images are the
-    same), so it reads as one and its knobs compare equal to family='strokes'.
+    same), so it reads as one and its knobs compare equal to family='strokes';
+    likewise a COCO set's meta without object sizes has the default size mix.
     """
     path = osp.join(root, 'meta.json')
     if not osp.isfile(path):
@@ -633,6 +754,9 @@ def read_meta(root):
         meta = json.load(f)
     if meta.get('kind') == 'toy_seg':
         meta.setdefault('family', 'strokes')
+    if meta.get('kind') == 'toy_coco':  # made before the size knobs: the default mix
+        meta.setdefault('min_object_size', None)
+        meta.setdefault('max_object_size', None)
     return meta
 
 
@@ -702,7 +826,8 @@ def write_toy_coco(root, overwrite=False, **knobs):
         images, annotations = [], []
         for i in range(n):
             img, instances = make_coco_scene(_rng(k.seed, split, i), k.img_size, k.num_classes,
-                                             k.detail_scale)
+                                             k.detail_scale, min_object_size=k.min_object_size,
+                                             max_object_size=k.max_object_size)
             name = f'toy_{i:05d}.png'
             _imwrite_rgb(osp.join(root, split, name), img)
             images.append(dict(id=i + 1, file_name=name, height=k.img_size[0], width=k.img_size[1]))

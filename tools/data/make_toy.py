@@ -2,6 +2,8 @@
 
     python tools/data/make_toy.py seg  --out data/toy_seg    # ADE20K layout, reduce_zero_label
     python tools/data/make_toy.py coco --out data/toy_coco   # COCO instances (polygons)
+    python tools/data/make_toy.py coco --out data/toy_coco_det --img-size 128 --num-train 400 \
+        --num-val 100 --min-object-size 3 --max-object-size 40   # the toy detection grid's set
     python tools/data/make_toy.py seg --img-size 128 --num-train 1000 --num-classes 16 --detail-scale 2
     python tools/data/make_toy.py seg --family shape   --out data/toy_seg_shape     # figures named by shape
     python tools/data/make_toy.py seg --family control --out data/toy_seg_control   # large regions only
@@ -33,6 +35,13 @@ def parse_args(argv=None):
     ap.add_argument('--detail-scale', type=float, default=1.0, help='strokes: multiplies stroke widths '
                     '(1-3 px) and small-object sizes (3-8 px); shape: line widths; control: 1.0 only. '
                     'Default 1.0, larger = coarser/easier')
+    ap.add_argument('--min-object-size', type=float, metavar='PX',
+                    help='coco: smallest object size in px (its box\'s longer side, >= 2); with '
+                    '--max-object-size, sizes are drawn log-uniformly in [min, max] and objects lie '
+                    'wholly inside the image. Default: the default size mix (3-8 px specks, larger '
+                    'shapes up to a third of the image)')
+    ap.add_argument('--max-object-size', type=float, metavar='PX',
+                    help='coco: largest object size in px (at most half the shorter image side)')
     ap.add_argument('--seed', type=int, default=0, help='random seed (default 0)')
     ap.add_argument('--image-format', choices=['png', 'jpg'], default='png',
                     help='seg images as PNG (default) or JPEG like ADE20K (for data-pipeline timing)')
@@ -48,7 +57,10 @@ def main(argv=None):
     if args.kind == 'coco' and args.image_format != 'png':
         fail('make_toy.py', '--image-format applies to the seg set only', 2)
     writer = write_toy_seg if args.kind == 'seg' else write_toy_coco
-    extra = dict(image_format=args.image_format) if args.kind == 'seg' else {}
+    if args.kind == 'seg' and (args.min_object_size is not None or args.max_object_size is not None):
+        fail('make_toy.py', '--min-object-size and --max-object-size apply to the coco set only', 2)
+    extra = dict(image_format=args.image_format) if args.kind == 'seg' else dict(
+        min_object_size=args.min_object_size, max_object_size=args.max_object_size)
     t0 = time.time()
     try:
         meta = writer(out, overwrite=args.overwrite, **extra,

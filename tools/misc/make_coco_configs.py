@@ -25,7 +25,7 @@ ARCH_NAMES = {'t': 'tiny', 'b': 'base'}
 CASCADE_PATCH_SIZES = (32, 16, 8, 4, 2)
 CHECKPOINT_MAX_PATCH = 8  # activation checkpointing for p <= 8 (>= 16.8k tokens at 800x1344)
 # Cheaper Mask R-CNN variants: (backbone, arch, patch size).
-MASK_RCNN_CELLS = (('vit', 't', 16), ('vit', 'b', 16))
+MASK_RCNN_CELLS = tuple((f, a, 16) for f in BACKBONES for a in ('t', 'b'))
 PADDED_HW = (800, 1344)  # 1333x800 resize, padded to a multiple of 32 (pad_size_divisor=32)
 
 TEMPLATE = '''\
