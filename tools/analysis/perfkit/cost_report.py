@@ -11,9 +11,11 @@ full-schedule cost:
   iterations / 86400: the paper's setting (total batch 16 = 2 per GPU x 8 GPUs), assuming
   the 8-GPU step takes as long as the one-GPU step measured (no all-reduce, no data loader);
 - a row not measured is projected from FLOPs: its forward FLOPs per image x 3 (forward +
-  backward) x batch, divided by the achieved model TFLOP/s of the nearest measured config of
-  its family (same backbone kind, same head or detector, nearest tokens per image; ties: the
-  same model size, then the nearest FLOPs). Such rows say ``projected from <config>``.
+  backward) x batch, divided by an achieved model TFLOP/s of the measured configs of its
+  family (same backbone kind, same head or detector; of the same size where that size has
+  measured rows): interpolated in log(tokens per image) between the nearest measured rows with
+  fewer and with more tokens, else the nearest one's (``reference_rate``). Such rows say
+  ``projected at R TFLOP/s, interpolated between A and B`` or ``projected from <config>``.
 
 ``cost-report --inputs DIR [DIR ...] --out DIR`` merges the ``cost.csv`` of several runs (a
 measured row beats a projected one; between two measured rows, the later input wins) and
@@ -180,8 +182,9 @@ def markdown(rows, env):
            f'{GPUS} / 3600; days on {GPUS} GPUs = s/iter x iterations / 86400. Peak GiB: '
            'torch.cuda.max_memory_allocated (DDP adds gradient buckets of about the '
            'parameters\' size). Rows not measured are projected from FLOPs at the achieved '
-           'model TFLOP/s (3 x forward FLOPs x batch / s_per_iter) of the nearest measured '
-           'config of the same family (see each row); no peak memory for them.', '']
+           'model TFLOP/s (3 x forward FLOPs x batch / s_per_iter) of the measured configs '
+           'of the same family, interpolated in log tokens between the nearest with fewer and '
+           'with more tokens (see each row); no peak memory for them.', '']
     if env.get('tiny'):
         out += ['**Smoke run (`--tiny`): tiny stand-in models, not the configs\' costs.**', '']
     for task in sorted({r.get('task', '?') for r in rows}):
