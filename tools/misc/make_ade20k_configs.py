@@ -13,11 +13,8 @@ arch, the patch size (backbone ``patch_size`` = neck ``in_stride``), the
 widths of the neck and heads, activation checkpointing and the inference mode.
 The files are committed; this script keeps them consistent.
 """
-import argparse
 import math
-import os
 import os.path as osp
-import sys
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 CONFIGS = osp.join(REPO, 'configs')
@@ -264,27 +261,8 @@ def all_configs():
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument('--check', action='store_true', help='only compare, write nothing')
-    args = ap.parse_args(argv)
-    configs = all_configs()
-    stale = []
-    for name, text in configs.items():
-        path = osp.join(CONFIGS, name)
-        current = open(path).read() if osp.isfile(path) else None
-        if current == text:
-            continue
-        stale.append(name)
-        if not args.check:
-            os.makedirs(osp.dirname(path), exist_ok=True)
-            with open(path, 'w') as f:
-                f.write(text)
-    verb = 'differ from the generator' if args.check else 'written'
-    print(f'{len(stale)} of {len(configs)} configs {verb}'
-          + (f': {", ".join(stale)}' if stale else ''))
-    if args.check and stale:
-        sys.exit('run: python tools/misc/make_ade20k_configs.py')
+    from config_writer import main as write_configs  # tools/misc, beside this script
+    write_configs(all_configs(), CONFIGS, 'tools/misc/make_ade20k_configs.py', __doc__, argv)
 
 
 if __name__ == '__main__':

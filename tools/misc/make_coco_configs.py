@@ -8,10 +8,8 @@ the arch, the patch size (backbone ``patch_size`` = neck ``in_stride``), the
 neck's input width and activation checkpointing (on where tokens are many,
 p <= 8). The files are committed; this script keeps them consistent.
 """
-import argparse
 import math
 import os.path as osp
-import sys
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 OUT_DIR = osp.join(REPO, 'configs', 'coco')
@@ -69,25 +67,8 @@ def all_configs():
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument('--check', action='store_true', help='only compare, write nothing')
-    args = ap.parse_args(argv)
-    stale = []
-    for name, text in all_configs().items():
-        path = osp.join(OUT_DIR, name)
-        current = open(path).read() if osp.isfile(path) else None
-        if current == text:
-            continue
-        stale.append(name)
-        if not args.check:
-            with open(path, 'w') as f:
-                f.write(text)
-    verb = 'differ from the generator' if args.check else 'written'
-    names = f': {", ".join(stale)}' if stale else ''
-    print(f'{len(stale)} of {len(all_configs())} configs {verb}{names}')
-    if args.check and stale:
-        sys.exit('run: python tools/misc/make_coco_configs.py')
+    from config_writer import main as write_configs  # tools/misc, beside this script
+    write_configs(all_configs(), OUT_DIR, 'tools/misc/make_coco_configs.py', __doc__, argv)
 
 
 if __name__ == '__main__':
