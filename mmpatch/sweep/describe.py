@@ -102,17 +102,6 @@ def flops_input_size(cfg):
     return tuple(cfg.get('crop_size', (512, 512)))
 
 
-class _BackboneNeck(torch.nn.Module):
-    """A detector's ``extract_feat`` (backbone + neck) as a module's forward."""
-
-    def __init__(self, detector):
-        super().__init__()
-        self.detector = detector
-
-    def forward(self, x):
-        return self.detector.extract_feat(x)
-
-
 def measure_model(cfg, input_hw):
     """Parameters (M) of the config's whole model and forward GFLOPs on one ``input_hw`` input:
     a segmentor's whole forward (``mode='tensor'``); a detector's backbone + neck
@@ -121,7 +110,7 @@ def measure_model(cfg, input_hw):
     from mmengine.registry import DefaultScope
 
     import mmpatch.models  # noqa: F401  (registers the backbones, necks and heads)
-    from mmpatch.utils.flops import count_forward_flops
+    from mmpatch.utils.flops import DetectorFeatures, count_forward_flops
     if task_of(cfg) == 'det':
         from mmdet.registry import MODELS
     else:
@@ -132,7 +121,7 @@ def measure_model(cfg, input_hw):
     x = torch.zeros(1, 3, *input_hw, device='meta')
     model = model.to('meta')
     if task_of(cfg) == 'det':
-        flops = count_forward_flops(_BackboneNeck(model), x)
+        flops = count_forward_flops(DetectorFeatures(model), x)
     else:
         flops = count_forward_flops(model, x, mode='tensor')
     return params, flops / 1e9

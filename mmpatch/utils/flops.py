@@ -32,6 +32,18 @@ def count_forward_flops(model, inputs, **forward_kwargs):
     return counter.get_total_flops()
 
 
+
+class DetectorFeatures(torch.nn.Module):
+    """A detector's ``extract_feat`` (backbone + neck) as a module's forward: what detection
+    FLOPs count, since the cost of the RPN and RoI heads depends on the number of proposals."""
+
+    def __init__(self, detector):
+        super().__init__()
+        self.detector = detector
+
+    def forward(self, inputs):
+        return self.detector.extract_feat(inputs)
+
 def _is_attention_op(name):
     return 'scaled_dot_product' in name
 
