@@ -54,7 +54,7 @@ import torch
 
 from .cost_report import env_of, train_tflop, write_report
 from .utils import (BENCHMARK, OOM, RESULT_MARK, check_device, child_env, device_name,
-                    free_device_memory, is_oom, peak_gib, print_result)
+                    free_device_memory, is_oom, median_step_seconds, peak_gib, print_result)
 
 REPO = osp.abspath(osp.join(osp.dirname(__file__), '..', '..', '..'))
 DEFAULT_CONFIGS = ('configs/ade20k/*.py', 'configs/coco/*.py')
@@ -152,17 +152,6 @@ def shrink_seg_model_cfg(cfg, crop=TINY_SEG_CROP, channels=TINY_HEAD_CHANNELS):
     return cfg
 
 
-class _Features(torch.nn.Module):
-    """A detector's backbone + neck as a module (what the detection FLOPs count)."""
-
-    def __init__(self, detector):
-        super().__init__()
-        self.detector = detector
-
-    def forward(self, inputs):
-        return self.detector.extract_feat(inputs)
-
-
 # ------------------------------------------------------------------ one row (its own process)
 
 def prepare(path, tiny, device, cfg_options=()):
@@ -171,7 +160,7 @@ def prepare(path, tiny, device, cfg_options=()):
     from mmengine.registry import init_default_scope
 
     from mmpatch.apis.config import load_config
-    from mmpatch.utils.flops import count_flops_by_op
+    from mmpatch.utils.flops import DetectorFeatures, count_flops_by_op
 
     cfg = load_config(path, list(cfg_options))
     scope = cfg.default_scope
@@ -198,7 +187,7 @@ def prepare(path, tiny, device, cfg_options=()):
     model = revert_sync_batchnorm(model)
     if scope == 'mmdet':
         data = synthetic_det_batch([img_hw] * batch, num_boxes=5, seed=0)
-        flops = count_flops_by_op(_Features(model), (1, 3, *hw))
+        flops = count_flops_by_op(DetectorFeatures(model), (1, 3, *hw))
         scope_text = 'detection: backbone + neck (extract_feat), heads not counted'
     else:
         data = synthetic_batch(batch, hw, cfg.model.decode_head.num_classes)
@@ -215,26 +204,20 @@ def prepare(path, tiny, device, cfg_options=()):
 
 def timed_steps(step, device, warmup, steps, budget_s, max_step_s):
     """``(median seconds, timed iterations, first iteration's seconds)`` of ``step()``, as the
-    module docstring says; ``TooSlow`` if the first iteration took over ``max_step_s``."""
-    cuda = device.type == 'cuda'
-
-    def one():
-        start = time.perf_counter()
-        step()
-        if cuda:
-            torch.cuda.synchronize(device)
-        return time.perf_counter() - start
-    first = one()
+    module docstring says (the timed iterations by ``median_step_seconds``: CUDA events on a
+    GPU); ``TooSlow`` if the first iteration took over ``max_step_s``."""
+    start = time.perf_counter()
+    step()
+    if device.type == 'cuda':
+        torch.cuda.synchronize(device)
+    first = time.perf_counter() - start
     if first > max_step_s:
         raise TooSlow(f'first iteration {first:.1f} s > --max-step-s {max_step_s:g}')
     if first * (warmup - 1 + steps) <= budget_s:
-        for _ in range(warmup - 1):
-            one()
-        n = steps
+        more_warmup, n = warmup - 1, steps
     else:
-        n = max(1, min(steps, int(budget_s // first)))
-    times = sorted(one() for _ in range(n))
-    return times[(n - 1) // 2] if n % 2 else (times[n // 2 - 1] + times[n // 2]) / 2, n, first
+        more_warmup, n = 0, max(1, min(steps, int(budget_s // first)))
+    return median_step_seconds(step, more_warmup, n, device), n, first
 
 
 def measure(cfg, model, data, device, args):
