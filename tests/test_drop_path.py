@@ -2,7 +2,8 @@
 import pytest
 import torch
 
-from mmpatch.models.backbones.patch_vit import PatchViT, _call_block
+from mmpatch.models.backbones.patch_vit import PatchViT
+from mmpatch.models.backbones.plain_backbone import call_block
 from mmpatch.models.layers import DropPath
 
 
@@ -30,7 +31,7 @@ def test_blocks_with_different_rates_share_one_compiled_graph():
     from torch._dynamo.testing import CompileCounter
     torch._dynamo.reset()
     counter = CompileCounter()
-    call = torch.compile(_call_block, backend=counter)
+    call = torch.compile(call_block, backend=counter)
     model = PatchViT(arch=dict(embed_dims=16, num_layers=6, num_heads=2), patch_size=4,
                      img_size=16, drop_path_rate=0.3).train()
     rates = [float(block.drop_path.drop_prob) for block in model.blocks[1:]]

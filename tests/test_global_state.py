@@ -12,7 +12,7 @@ import pytest
 import torch
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
-import mmpatch.models.backbones.patch_vit as patch_vit_module
+from mmpatch.models.backbones import plain_backbone
 from mmpatch.models.backbones.patch_mamba import PatchMamba
 from mmpatch.models.backbones.patch_vit import PatchViT
 from mmpatch.models.layers.sdpa_backend import ATTN_BACKENDS
@@ -64,7 +64,7 @@ def test_patch_vit_compile_switches_leave_settings(settings, compile_blocks):
 def test_compiled_blocks_leave_settings(settings, monkeypatch):
     # the blocks through dynamo and AOT autograd (inductor's code generation aside: minutes
     # on a CPU), inside the attention context as on CUDA
-    call = torch.compile(patch_vit_module._call_block, backend='aot_eager')
+    call = torch.compile(plain_backbone.call_block, backend='aot_eager')
     model = PatchViT(arch=VIT, patch_size=8, img_size=32, compile_blocks=True).train()
     monkeypatch.setattr(model, '_block_call', lambda x: call)
     forward_backward(model, torch.randn(2, 3, 32, 32), autocast=False)

@@ -12,8 +12,8 @@ from ..layers.drop_path import DropPath
 from ..layers.pos_embed import resample_grid_pos_embed
 from ..layers.sdpa_backend import ATTN_BACKENDS, resolve_sdpa_backends, sdpa_backend_context
 from ..weights.timm_vit_convert import timm_vit_to_patch_vit
-from .plain_backbone import (COMPILE_MODES, CUDA_GRAPH_MODES, PlainBackbone,  # noqa: F401
-                             call_block, check_compile_blocks, compiled_block_call, resolve_arch)
+from .plain_backbone import (CUDA_GRAPH_MODES, PlainBackbone, call_block, check_compile_blocks,
+                             compiled_block_call, resolve_arch)
 
 ARCH_SETTINGS = {
     'tiny': dict(embed_dims=192, num_layers=12, num_heads=3, mlp_ratio=4.),
@@ -40,9 +40,6 @@ _ATTENTION_OPS = tuple(getattr(torch.ops.aten, name).default for name in (
     '_scaled_dot_product_flash_attention', '_scaled_dot_product_efficient_attention',
     '_scaled_dot_product_cudnn_attention', '_scaled_dot_product_flash_attention_for_cpu')
     if hasattr(torch.ops.aten, name))
-
-
-_call_block = call_block  # the eager call (compared by identity below)
 
 
 def _run_block(call, block, x, backends):
@@ -159,7 +156,7 @@ class PatchViT(PlainBackbone):
         compile_blocks: ``torch.compile`` each block for training steps on CUDA
             (fuses norms, activations, bias and residual adds); evaluation and CPU
             inputs run eagerly. Needs Triton on the GPU machine. ``True`` (mode
-            'default') or a mode of ``COMPILE_MODES``: 'reduce-overhead' (and
+            'default') or a mode of ``plain_backbone.COMPILE_MODES``: 'reduce-overhead' (and
             'max-autotune') replay each block as a CUDA graph (no per-kernel launch cost on
             the host; not with ``with_cp``); each training forward then starts a new step of
             the graphs, which overwrites the outputs of the forward before (one forward per
@@ -221,11 +218,11 @@ class PatchViT(PlainBackbone):
         """``block(x)``, compiled or eager (see ``compile_blocks``)."""
         if self.compile_blocks and self.training and x.is_cuda:
             return compiled_block_call(self.compile_blocks)
-        return _call_block
+        return call_block
 
     def _checkpoint_kwargs(self, call):
         kwargs = dict(use_reentrant=False)
-        if self.cp_save_attention and call is _call_block and _ATTENTION_OPS and \
+        if self.cp_save_attention and call is call_block and _ATTENTION_OPS and \
                 hasattr(torch_checkpoint, 'create_selective_checkpoint_contexts'):
             kwargs['context_fn'] = _save_attention_context
         return kwargs
@@ -234,7 +231,7 @@ class PatchViT(PlainBackbone):
         x, hw = self._embed(x)
         backends = resolve_sdpa_backends(self.attn_backend, x, self.embed_dims // self.num_heads)
         call = self._block_call(x)
-        if call is not _call_block and self.compile_blocks in CUDA_GRAPH_MODES:
+        if call is not call_block and self.compile_blocks in CUDA_GRAPH_MODES:
             torch.compiler.cudagraph_mark_step_begin()  # the last forward's outputs may go
         checkpointing = self.with_cp and self.training and torch.is_grad_enabled()
         cp_kwargs = self._checkpoint_kwargs(call) if checkpointing else None

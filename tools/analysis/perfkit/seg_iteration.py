@@ -42,7 +42,7 @@ from mmengine.optim import build_optim_wrapper
 from mmengine.registry import FUNCTIONS, init_default_scope
 from torch.utils.data import DataLoader, Dataset
 
-from mmpatch.models.backbones.patch_vit import COMPILE_MODES
+from mmpatch.models.backbones.plain_backbone import COMPILE_MODES
 from .utils import device_name, markdown_table, median_step_seconds, profile_steps, write_csv
 
 DATASET_CFG = 'configs/_base_/datasets/ade20k.py'
