@@ -117,9 +117,9 @@ def full_size_config(backbone, patch_size, head):
     """The name of a cell's full-size config (``configs/ade20k/<name>.py``, e.g.
     'vit_t_p8_linear', or ``configs/coco/<name>.py``, e.g. 'vit_t_p8_cascade_mask_rcnn') from
     ``describe_model``'s (backbone label, patch size, decoder role): same backbone family, size
-    and patch size, the role's full-size decoder (``FULL_SIZE_ROLE``; None for a role without one). A toy-size backbone given by its numbers
-    ('PatchViT (64d x 4 blocks)') counts as the named size nearest its width (T). None for a
-    backbone of another family."""
+    and patch size, the role's full-size decoder (``FULL_SIZE_ROLE``; None for a role without
+    one). A toy-size backbone given by its numbers ('PatchViT (64d x 4 blocks)') counts as the
+    named size nearest its width (T). None for a backbone of another family."""
     from mmpatch.models.backbones import patch_mamba, patch_vit
     families = {'PatchViT': ('vit', patch_vit.ARCH_SETTINGS),
                 'PatchMamba': ('adventurer', patch_mamba.ARCH_SETTINGS)}

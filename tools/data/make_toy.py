@@ -2,7 +2,7 @@
 
     python tools/data/make_toy.py seg  --out data/toy_seg    # ADE20K layout, reduce_zero_label
     python tools/data/make_toy.py coco --out data/toy_coco   # COCO instances (polygons)
-    python tools/data/make_toy.py coco --out data/toy_coco_det --img-size 128 --num-train 400 \
+    python tools/data/make_toy.py coco --out data/toy_coco_128 --img-size 128 --num-train 400 \
         --num-val 100 --min-object-size 3 --max-object-size 40   # the toy detection grid's set
     python tools/data/make_toy.py seg --img-size 128 --num-train 1000 --num-classes 16 --detail-scale 2
     python tools/data/make_toy.py seg --family shape   --out data/toy_seg_shape     # figures named by shape

@@ -278,7 +278,6 @@ def profile_steps(step, device, path, name, steps=3, rows=25):
     return text
 
 
-
 # Kernel classes of a profile, first match wins (lower-case substrings of the kernel's name).
 KERNEL_CLASSES = (
     ('attention', ('flash', 'fmha', 'attention', 'cudnn_attn', 'sdpa')),
